@@ -1,0 +1,47 @@
+"""Build the library's objects from plain dicts (the params.yaml sections a stage has validated)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .diffusion import Diffusion
+from .schedule import named_betas
+from .unet import UNet
+
+
+def make_diffusion(cfg: dict[str, Any]) -> Diffusion:
+    """A Diffusion from {T, schedule, beta_start, beta_end}."""
+    return Diffusion(named_betas(cfg["schedule"], cfg["T"], beta_start=cfg["beta_start"], beta_end=cfg["beta_end"]))
+
+
+def make_unet(cfg: dict[str, Any], in_channels: int, num_timesteps: int, context_dim: int = 0) -> UNet:
+    """A UNet from {channels, channel_mults, num_res_blocks, attention_levels, heads, dropout, groups}."""
+    return UNet(
+        in_channels=in_channels, channels=cfg["channels"], channel_mults=tuple(cfg["channel_mults"]),
+        num_res_blocks=cfg["num_res_blocks"], attention_levels=tuple(cfg["attention_levels"]),
+        heads=cfg["heads"], dropout=cfg["dropout"], groups=cfg["groups"],
+        num_timesteps=num_timesteps, context_dim=context_dim,
+    )
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU; or the one named (an error if it is absent)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device = 'mps' but MPS is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast: always for amp='bf16', on CUDA for amp='auto', never for amp='off'."""
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None

@@ -1,0 +1,159 @@
+"""The params.yaml schema: every key's type and range, checked before a stage does any work."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+
+class ParamError(ValueError):
+    """A params.yaml value that is missing, of the wrong type or out of range (one line)."""
+
+
+Check = Callable[[str, Any], None]
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Check:
+    def check(key: str, v: Any) -> None:
+        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise ParamError(f"params.yaml: {key} = {v!r}: must be an integer {_range(lo, hi)}")
+    return check
+
+
+def real(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Check:
+    def check(key: str, v: Any) -> None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ok = ok and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
+        if not ok:
+            lo_s = "" if lo is None else f"{lo} {'<' if lo_open else '≤'} "
+            hi_s = "" if hi is None else f" {'<' if hi_open else '≤'} {hi}"
+            raise ParamError(f"params.yaml: {key} = {v!r}: must be a number with {lo_s}{key.split('.')[-1]}{hi_s}")
+    return check
+
+
+def choice(*options: Any) -> Check:
+    def check(key: str, v: Any) -> None:
+        if v not in options:
+            raise ParamError(f"params.yaml: {key} = {v!r}: must be one of {', '.join(map(repr, options))}")
+    return check
+
+
+def int_list(lo: int = 0, hi: int | None = None, nonempty: bool = True) -> Check:
+    def check(key: str, v: Any) -> None:
+        if not isinstance(v, list) or (nonempty and not v) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= lo and (hi is None or x <= hi) for x in v
+        ):
+            raise ParamError(f"params.yaml: {key} = {v!r}: must be a {'non-empty ' if nonempty else ''}list of integers {_range(lo, hi)}")
+    return check
+
+
+def str_list(nonempty: bool = True) -> Check:
+    def check(key: str, v: Any) -> None:
+        if not isinstance(v, list) or (nonempty and not v) or not all(isinstance(x, str) and x for x in v):
+            raise ParamError(f"params.yaml: {key} = {v!r}: must be a {'non-empty ' if nonempty else ''}list of strings")
+    return check
+
+
+def _range(lo: Any, hi: Any) -> str:
+    if lo is not None and hi is not None:
+        return f"in [{lo}, {hi}]"
+    return f"≥ {lo}" if lo is not None else (f"≤ {hi}" if hi is not None else "")
+
+
+SCHEMA: dict[str, dict[str, Check]] = {
+    "data": {
+        "sources": str_list(),
+    },
+    "diffusion": {
+        "T": integer(2, 100_000),
+        "schedule": choice("linear", "cosine"),
+        "beta_start": real(0, 1, lo_open=True, hi_open=True),
+        "beta_end": real(0, 1, lo_open=True, hi_open=True),
+    },
+    "model": {
+        "channels": integer(4, 1024),
+        "channel_mults": int_list(1, 16),
+        "num_res_blocks": integer(1, 8),
+        "attention_levels": int_list(0, 16, nonempty=False),
+        "heads": integer(1, 64),
+        "dropout": real(0, 1, hi_open=True),
+        "groups": integer(1, 128),
+    },
+    "train": {
+        "epochs": integer(1, 100_000),
+        "batch_size": integer(1, 1_000_000),
+        "lr": real(0, 1, lo_open=True),
+        "warmup_steps": integer(0),
+        "ema_decay": real(0, 1, hi_open=True),
+        "grad_clip": real(0, lo_open=True),
+        "amp": choice("auto", "bf16", "off"),
+        "max_images": integer(0),
+        "seed": integer(0),
+        "log_every": integer(1),
+        "monitor_n": integer(1, 256),
+        "monitor_steps": integer(1),
+        "device": choice("auto", "cuda", "mps", "cpu"),
+    },
+    "sample": {
+        "n_grid": integer(1, 1024),
+        "n_eval": integer(0),
+        "steps": integer(1),
+        "eta": real(0),
+        "batch_size": integer(1),
+        "seed": integer(0),
+        "device": choice("auto", "cuda", "mps", "cpu"),
+    },
+    "report": {
+        "posterior_check_t": int_list(0),
+    },
+}
+
+
+def validate(params: dict[str, Any], sections: list[str]) -> dict[str, dict[str, Any]]:
+    """Check `sections` of params against SCHEMA; return them, or raise ParamError naming the key."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in sections:
+        section = params.get(name)
+        if not isinstance(section, dict):
+            raise ParamError(f"params.yaml: section '{name}' is missing or not a mapping")
+        schema = SCHEMA[name]
+        unknown = sorted(set(section) - set(schema))
+        if unknown:
+            raise ParamError(f"params.yaml: {name}.{unknown[0]} is not a known key; known keys: {', '.join(schema)}")
+        for key, check in schema.items():
+            if key not in section:
+                raise ParamError(f"params.yaml: {name}.{key} is missing")
+            check(f"{name}.{key}", section[key])
+        out[name] = section
+    _cross_checks(out)
+    return out
+
+
+def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
+    d = p.get("diffusion")
+    if d and d["schedule"] == "linear" and d["beta_end"] <= d["beta_start"]:
+        raise ParamError(f"params.yaml: diffusion.beta_end = {d['beta_end']} must be > diffusion.beta_start = {d['beta_start']}")
+    m = p.get("model")
+    if m and any(level >= len(m["channel_mults"]) for level in m["attention_levels"]):
+        raise ParamError(f"params.yaml: model.attention_levels = {m['attention_levels']}: levels must be < len(model.channel_mults) = {len(m['channel_mults'])}")
+    if m and m["channels"] % m["heads"]:
+        raise ParamError(f"params.yaml: model.heads = {m['heads']} must divide model.channels = {m['channels']}")
+    s, d = p.get("sample"), p.get("diffusion")
+    if s and d and s["steps"] > d["T"]:
+        raise ParamError(f"params.yaml: sample.steps = {s['steps']}: must be ≤ diffusion.T = {d['T']}")
+
+
+def load(sections: list[str], path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
+    """Read params.yaml and validate the named sections."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamError(f"{path}: not found; run the stage from the project root") from None
+    except yaml.YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(params, dict):
+        raise ParamError(f"{path}: must be a mapping of sections")
+    return validate(params, sections)

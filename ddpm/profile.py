@@ -1,0 +1,21 @@
+"""Print a params profile as `-S key=value` arguments: `dvc exp run $(python -m ddpm.profile cpu)`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def profile_args(name: str, folder: Path = Path("profiles")) -> list[str]:
+    path = folder / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+        raise SystemExit(f"error: {path} not found; known profiles: {known}")
+    overrides = yaml.safe_load(path.read_text()) or {}
+    return [f"-S={key}={json.dumps(value, separators=(',', ':'))}" for key, value in overrides.items()]
+
+
+if __name__ == "__main__":
+    print(" ".join(profile_args(sys.argv[1] if len(sys.argv) > 1 else "cpu")))

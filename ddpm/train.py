@@ -1,0 +1,190 @@
+"""The training loop: Adam, EMA, gradient clipping, bf16 autocast, checkpoints that resume, dvclive logs."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+from tqdm.auto import tqdm
+
+from .diffusion import Diffusion
+from .io import load_torch, save_torch
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup_steps: int = 500
+    ema_decay: float = 0.9995
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 50
+    autocast: torch.dtype | None = None
+
+
+def ema_avg(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """EMA with warm-up: θ̄ ← d·θ̄ + (1−d)·θ, d = min(decay, (1+n)/(10+n)) after n updates."""
+    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        return averaged + (current - averaged) * (1 - d)
+    return avg
+
+
+class Trainer:
+    """Trains ε_θ on a dataset tensor that lives on the device; checkpoints after every epoch.
+
+    data: images in [−1, 1], (N, C, H, W), already on the training device (no DataLoader).
+    context: an optional per-image context tensor (N, D) passed to the model as `context`.
+    fingerprint: what must match for a checkpoint to be resumed (architecture, data, seed…).
+    """
+
+    def __init__(
+        self, model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: TrainConfig,
+        checkpoint: Path, fingerprint: dict[str, Any], live: Any = None,
+        monitor: Callable[[nn.Module, int], Any] | None = None,
+    ) -> None:
+        self.model, self.diffusion, self.data, self.cfg = model, diffusion, data, cfg
+        self.checkpoint, self.fingerprint, self.live, self.monitor = Path(checkpoint), fingerprint, live, monitor
+        self.device = data.device
+        self.ema = AveragedModel(model, avg_fn=ema_avg(cfg.ema_decay), use_buffers=True)
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.epoch = 0  # completed epochs
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        torch.manual_seed(cfg.seed)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION, "fingerprint": self.fingerprint, "epoch": self.epoch,
+            "step": self.step, "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
+            "ema_n": self.ema.n_averaged, "optimizer": self.opt.state_dict(), "history": self.history,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def save(self) -> None:
+        save_torch(self.state(), self.checkpoint)
+
+    def try_resume(self) -> bool:
+        """Load the checkpoint if it exists and was made with the same fingerprint."""
+        if not self.checkpoint.exists():
+            return False
+        state = load_torch(self.checkpoint, "training checkpoint")
+        if state.get("version") != CHECKPOINT_VERSION or state.get("fingerprint") != self.fingerprint:
+            print(f"{self.checkpoint}: made with other settings; starting a new run")
+            return False
+        self.model.load_state_dict(state["model"])
+        self.ema.module.load_state_dict(state["ema"])
+        self.ema.n_averaged.copy_(state["ema_n"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        print(f"{self.checkpoint}: resuming after epoch {self.epoch} (step {self.step})")
+        return True
+
+    # -- the loop ------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up to lr over warmup_steps, then constant (as in Ho et al.)."""
+        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+
+    def train_step(self, x0: torch.Tensor, **model_kwargs: Any) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        amp = (torch.autocast(self.device.type, dtype=self.cfg.autocast)
+               if self.cfg.autocast else contextlib.nullcontext())
+        with amp:
+            loss = self.diffusion.loss(self.model, x0, **model_kwargs)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.step}; the last good checkpoint "
+                                     f"({self.checkpoint}) is kept; lower train.lr or set train.amp=off")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.ema.update_parameters(self.model)
+        self.step += 1
+        return loss.item()
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The image order of an epoch: a permutation seeded by (seed, epoch), so resuming replays it."""
+        g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        return torch.randperm(len(self.data), generator=g).to(self.device)
+
+    def fit(self, context: torch.Tensor | None = None, context_dropout: Callable | None = None) -> list[dict[str, float]]:
+        """Train until cfg.epochs are complete; returns the per-epoch history."""
+        self.model.train()
+        steps_per_epoch = math.ceil(len(self.data) / self.cfg.batch_size)
+        while self.epoch < self.cfg.epochs:
+            order, t0, window, total = self.epoch_order(self.epoch), time.time(), [], 0.0
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False)
+            for i in bar:
+                idx = order[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]
+                kwargs = {}
+                if context is not None:
+                    c = context[idx]
+                    kwargs["context"] = context_dropout(c) if context_dropout else c
+                loss = self.train_step(self.data[idx], **kwargs)
+                window.append(loss)
+                total += loss * len(idx)
+                if len(window) == self.cfg.log_every or i == steps_per_epoch - 1:
+                    bar.set_postfix(loss=f"{sum(window) / len(window):.4f}")
+                    self._log({"train/loss": sum(window) / len(window)})
+                    window = []
+            self.epoch += 1
+            record = {"epoch": self.epoch, "step": self.step, "loss": total / len(self.data),
+                      "seconds": time.time() - t0, "images_per_s": len(self.data) / (time.time() - t0)}
+            self.history.append(record)
+            self._log({"epoch/loss": record["loss"], "epoch/images_per_s": record["images_per_s"]})
+            if self.monitor is not None:
+                self.monitor(self.ema.module, self.epoch)
+            self.save()
+            if self.live is not None:
+                self.live.sync()
+            print(f"epoch {self.epoch}: loss {record['loss']:.4f}, {record['images_per_s']:.0f} images/s")
+        return self.history
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        if self.live is None:
+            return
+        self.live.step = self.step
+        for name, value in metrics.items():
+            self.live.log_metric(name, value)
+
+
+def truncate_live_metrics(plots_dir: Path, last_step: int) -> None:
+    """Drop dvclive history rows logged after `last_step` (by a run killed after its last checkpoint)."""
+    for tsv in Path(plots_dir).glob("metrics/**/*.tsv"):
+        with open(tsv, newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+        if not rows:
+            continue
+        col = rows[0].index("step")
+        kept = [rows[0]] + [r for r in rows[1:] if int(r[col]) <= last_step]
+        if len(kept) != len(rows):
+            with open(tsv, "w", newline="") as f:
+                csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
+
+
+def load_ema_model(checkpoint: Path, model: nn.Module, which: str = "ema") -> nn.Module:
+    """Load the EMA (or raw, which='model') weights of a training checkpoint into `model`."""
+    state = load_torch(checkpoint, "training checkpoint")
+    try:
+        model.load_state_dict(state[which])
+    except (KeyError, RuntimeError) as e:
+        raise ValueError(f"{checkpoint}: weights do not fit the model in params.yaml ({str(e).splitlines()[0]}); "
+                         "re-run training (dvc repro)") from e
+    return model.eval()

@@ -1,0 +1,176 @@
+"""The noise predictor ε_θ(x_t, t[, c]): a DDPM UNet (residual blocks, GroupNorm, attention, skips).
+
+It knows nothing of schedules: the only diffusion fact it holds is T, to turn the integer
+t ∈ [0, T) into the float t / (T − 1) ∈ [0, 1] before the sinusoidal embedding.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sinusoidal_embedding(s: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
+    """[sin(scale·s·ω_k), cos(scale·s·ω_k)], ω_k = 10000^(−k/(dim/2)); s is a float in [0, 1], shape (B,)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=s.device, dtype=torch.float32) / half)
+    args = scale * s.float()[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], dim=1)
+
+
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(groups, channels), channels)
+
+
+class ResBlock(nn.Module):
+    """h = conv(SiLU(GN(x))) + emb; out = x·W_skip + conv(dropout(SiLU(GN(h))))."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, groups: int) -> None:
+        super().__init__()
+        self.norm1 = _norm(c_in, groups)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2 = _norm(c_out, groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(emb)[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the H·W positions, residual, via scaled_dot_product_attention."""
+
+    def __init__(self, channels: int, heads: int, groups: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = _norm(channels, groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        y = F.scaled_dot_product_attention(q, k, v)  # (b, heads, hw, c/heads)
+        return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class UNet(nn.Module):
+    """ε_θ(x, t, context): an encoder–decoder with skip connections (Ho et al. 2020, Appendix B).
+
+    channel_mults sets the width of each resolution level (one downsampling between levels);
+    attention_levels lists the level indices (0 = full resolution) that get self-attention.
+    context_dim > 0 adds a context vector (e.g. a CLIP embedding), projected into the time
+    embedding; context = None or an all-zero (dropped) context is the unconditional model.
+    """
+
+    def __init__(
+        self, in_channels: int = 1, channels: int = 64, channel_mults: Sequence[int] = (1, 2, 2),
+        num_res_blocks: int = 2, attention_levels: Sequence[int] = (2,), heads: int = 4,
+        dropout: float = 0.1, groups: int = 32, num_timesteps: int = 1000, context_dim: int = 0,
+        out_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if num_timesteps < 2:
+            raise ValueError(f"num_timesteps = {num_timesteps}: must be ≥ 2")
+        self.num_timesteps = num_timesteps
+        self.in_channels = in_channels
+        self.context_dim = context_dim
+        emb_dim = 4 * channels
+        self.time_mlp = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.context_mlp = (
+            nn.Sequential(nn.Linear(context_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            if context_dim else None
+        )
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+
+        self.down = nn.ModuleList()
+        skips, ch = [channels], channels
+        for level, mult in enumerate(channel_mults):
+            for _ in range(num_res_blocks):
+                block = nn.ModuleList([ResBlock(ch, channels * mult, emb_dim, dropout, groups)])
+                ch = channels * mult
+                if level in attention_levels:
+                    block.append(SelfAttention(ch, heads, groups))
+                self.down.append(block)
+                skips.append(ch)
+            if level < len(channel_mults) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
+                skips.append(ch)
+
+        self.mid = nn.ModuleList([
+            ResBlock(ch, ch, emb_dim, dropout, groups), SelfAttention(ch, heads, groups),
+            ResBlock(ch, ch, emb_dim, dropout, groups),
+        ])
+
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mults))):
+            for _ in range(num_res_blocks + 1):
+                block = nn.ModuleList([ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout, groups)])
+                ch = channels * mult
+                if level in attention_levels:
+                    block.append(SelfAttention(ch, heads, groups))
+                self.up.append(block)
+            if level > 0:
+                self.up.append(nn.ModuleList([Upsample(ch)]))
+        self.head = nn.Sequential(_norm(ch, groups), nn.SiLU(), nn.Conv2d(ch, out_channels or in_channels, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def time_to_unit(self, t: torch.Tensor) -> torch.Tensor:
+        """The integer t ∈ [0, T) as the float t / (T − 1) ∈ [0, 1]."""
+        if t.dtype.is_floating_point:
+            raise TypeError("t: the UNet takes integer timesteps in [0, T), got a float tensor")
+        return t.float() / (self.num_timesteps - 1)
+
+    def embed(self, t: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """The per-image conditioning vector: MLP(sinusoid(t / (T−1))) [+ MLP(context)]."""
+        emb = self.time_mlp(sinusoidal_embedding(self.time_to_unit(t), self.stem.out_channels))
+        if self.context_mlp is not None and context is not None:
+            emb = emb + self.context_mlp(context.to(emb.dtype))
+        return emb
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        emb = self.embed(t, context)
+        h = self.stem(x)
+        hs = [h]
+        for block in self.down:
+            h = _run(block, h, emb)
+            hs.append(h)
+        h = _run(self.mid, h, emb)
+        for block in self.up:
+            if isinstance(block[0], Upsample):  # to the size of the skip it meets next (7 → 14 → 28)
+                h = block[0](h, hs[-1].shape[-2:])
+            else:
+                h = _run(block, torch.cat([h, hs.pop()], dim=1), emb)
+        return self.head(h)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour upsampling to a given size, then a 3×3 convolution."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        return self.conv(F.interpolate(h, size=size, mode="nearest"))
+
+
+def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+    return h

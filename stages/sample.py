@@ -1,0 +1,45 @@
+"""Stage sample: 16 samples for the report's grid, and a larger batch for evaluation, from the EMA weights."""
+import time
+from pathlib import Path
+
+import torch
+
+from ddpm import params
+from ddpm.cli import run_stage
+from ddpm.factory import make_diffusion, make_unet, pick_device
+from ddpm.io import save_json, save_torch
+from ddpm.train import load_ema_model
+
+CHECKPOINT, OUT = Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/samples")
+
+
+def main() -> None:
+    p = params.load(["diffusion", "model", "sample"])
+    sp = p["sample"]
+    device = pick_device(sp["device"])
+    diffusion = make_diffusion(p["diffusion"])
+    model = load_ema_model(CHECKPOINT, make_unet(p["model"], 1, diffusion.T)).to(device)
+    g = torch.Generator(device).manual_seed(sp["seed"])
+    steps = None if sp["steps"] == diffusion.T else sp["steps"]
+
+    def draw(n: int) -> torch.Tensor:
+        batches = [diffusion.sample(model, min(sp["batch_size"], n - i), (1, 28, 28), steps=steps, eta=sp["eta"],
+                                    generator=g, device=device, progress=True).cpu()
+                   for i in range(0, n, sp["batch_size"])]
+        return torch.cat(batches) if batches else torch.empty(0, 1, 28, 28)
+
+    t0 = time.time()
+    grid = draw(sp["n_grid"])
+    grid_seconds = time.time() - t0
+    t0 = time.time()
+    evaluation = draw(sp["n_eval"])
+    save_torch(grid, OUT / "grid.pt")
+    save_torch(evaluation, OUT / "eval.pt")
+    sampler = "ancestral" if steps is None else f"DDIM {steps} steps, eta {sp['eta']}"
+    save_json({"sampler": sampler, "n_grid": len(grid), "grid_seconds": grid_seconds,
+               "n_eval": len(evaluation), "eval_seconds": time.time() - t0, "device": str(device)}, OUT / "info.json")
+    print(f"{len(grid)} + {len(evaluation)} samples ({sampler}) in {OUT}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
