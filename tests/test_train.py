@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm import Diffusion, linear_betas
+from ddpm.train import TrainConfig, Trainer, load_ema_model, truncate_live_metrics
+from tests.conftest import tiny_unet
+
+CFG = dict(epochs=2, batch_size=16, lr=1e-3, warmup_steps=3, ema_decay=0.9, grad_clip=1.0, seed=7, log_every=2)
+
+
+def make_trainer(ckpt: Path, epochs: int, fingerprint=None) -> Trainer:
+    torch.manual_seed(0)
+    data = torch.rand(48, 1, 28, 28) * 2 - 1
+    cfg = TrainConfig(**{**CFG, "epochs": epochs})
+    return Trainer(tiny_unet(), Diffusion(linear_betas(100)), data, cfg, ckpt, fingerprint or {"run": 1})
+
+
+def test_killed_then_resumed_run_ends_with_the_same_weights(tmp_path):
+    straight = make_trainer(tmp_path / "a.pt", 2)
+    straight.fit()
+    first = make_trainer(tmp_path / "b.pt", 1)
+    first.fit()  # "killed" after epoch 1: only its checkpoint survives
+    resumed = make_trainer(tmp_path / "b.pt", 2)
+    assert resumed.try_resume() and resumed.epoch == 1
+    resumed.fit()
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    for name, tensor in straight.ema.module.state_dict().items():
+        assert torch.equal(tensor, resumed.ema.module.state_dict()[name]), name
+    assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
+
+
+def test_a_checkpoint_with_other_settings_is_not_resumed(tmp_path):
+    make_trainer(tmp_path / "c.pt", 1).fit()
+    other = make_trainer(tmp_path / "c.pt", 2, fingerprint={"run": 2})
+    assert not other.try_resume() and other.epoch == 0
+
+
+def test_loss_goes_down_and_ema_lags(tmp_path):
+    t = make_trainer(tmp_path / "d.pt", 6)
+    hist = t.fit()
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    diff = sum((p - q).abs().sum() for p, q in zip(t.model.parameters(), t.ema.module.parameters()))
+    assert diff > 0
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    t = make_trainer(tmp_path / "e.pt", 1)
+    t.data[0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step \d+; the last good checkpoint"):
+        t.fit()
+
+
+def test_load_ema_model_rejects_another_architecture(tmp_path):
+    make_trainer(tmp_path / "f.pt", 1).fit()
+    load_ema_model(tmp_path / "f.pt", tiny_unet())
+    with pytest.raises(ValueError, match="do not fit the model"):
+        load_ema_model(tmp_path / "f.pt", tiny_unet(channels=16, groups=8))
+
+
+def test_truncate_live_metrics(tmp_path):
+    f = tmp_path / "metrics" / "train" / "loss.tsv"
+    f.parent.mkdir(parents=True)
+    f.write_text("step\tloss\n2\t1.0\n4\t0.9\n6\t0.8\n")
+    truncate_live_metrics(tmp_path, 4)
+    assert f.read_text() == "step\tloss\n2\t1.0\n4\t0.9\n"
