@@ -139,24 +139,29 @@ class Diffusion:
         ts = self.timesteps(steps)
         yield from zip(ts, ts[1:] + [-1])
 
-    def p_step(
-        self, model: NoisePredictor, x: torch.Tensor, t: int, t_prev: int, *, ancestral: bool,
-        eta: float, clip: bool, model_kwargs: dict,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One reverse step: returns (mean, variance, ε̂) of p(x_{t_prev} | x_t)."""
+    def reverse(
+        self, x: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, *, ancestral: bool, eta: float, clip: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of p(x_{t_prev} | x_t) given ε̂: q_reverse (ancestral) or the DDIM step."""
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        eps = model(x, tt, **model_kwargs).to(x.dtype)
         if ancestral:
-            mean, var = self.q_reverse(x, tt, eps, clip)
-        else:
-            mean, var = self.ddim_reverse(x, tt, torch.full_like(tt, t_prev), eps, eta, clip)
-        return mean, var, eps
+            return self.q_reverse(x, tt, eps, clip)
+        return self.ddim_reverse(x, tt, torch.full_like(tt, t_prev), eps, eta, clip)
+
+    def sampler_kind(self, steps: int | None, method: str | None) -> bool:
+        """Validate the sampler choice; True for the ancestral sampler, False for DDIM."""
+        method = method or ("ancestral" if steps is None else "ddim")
+        if method not in ("ancestral", "ddim"):
+            raise ValueError(f"method = {method!r}: must be 'ancestral' or 'ddim'")
+        if method == "ancestral" and steps not in (None, self.T):
+            raise ValueError(f"steps = {steps}: the ancestral sampler visits all T = {self.T} steps; use method='ddim'")
+        return method == "ancestral"
 
     @torch.no_grad()
     def sample(
         self, model: NoisePredictor, n: int, shape: tuple[int, ...], *, steps: int | None = None,
         eta: float = 0.0, method: str | None = None, clip: bool = True,
-        generator: torch.Generator | None = None, device: torch.device | str | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None, device: torch.device | str | None = None,
         progress: bool = False, **model_kwargs,
     ) -> torch.Tensor:
         """x_T ~ N(0, I), then x_{t-1} ~ p(x_{t-1} | x_t) down to x_0 (ancestral over all T, or DDIM over `steps`).
@@ -164,22 +169,46 @@ class Diffusion:
         method: "ancestral" (q_reverse at every t; the default when `steps` is None) or "ddim"
         (η = `eta`; η = 1 over all T steps is the ancestral sampler). Returns x_0 in [−1, 1].
         """
-        method = method or ("ancestral" if steps is None else "ddim")
-        if method not in ("ancestral", "ddim"):
-            raise ValueError(f"method = {method!r}: must be 'ancestral' or 'ddim'")
-        if method == "ancestral" and steps not in (None, self.T):
-            raise ValueError(f"steps = {steps}: the ancestral sampler visits all T = {self.T} steps; use method='ddim'")
+        ancestral = self.sampler_kind(steps, method)
         if eta < 0:
             raise ValueError(f"eta = {eta}: must be ≥ 0")
         device = torch.device(device) if device is not None else next(_parameters(model), torch.empty(0)).device
-        x = torch.randn((n, *shape), generator=generator, device=device)
+        x = randn((n, *shape), generator, device)
         pairs = list(self.reverse_steps(steps))
-        for t, t_prev in tqdm(pairs, disable=not progress, desc=f"sampling ({method})", leave=False):
-            mean, var, _ = self.p_step(model, x, t, t_prev, ancestral=method == "ancestral",
-                                       eta=eta, clip=clip, model_kwargs=model_kwargs)
-            x = mean + var.sqrt() * torch.randn(x.shape, generator=generator, device=device) if t_prev >= 0 else mean
+        for t, t_prev in tqdm(pairs, disable=not progress, desc="sampling", leave=False):
+            tt = torch.full((n,), t, device=device, dtype=torch.long)
+            eps = model(x, tt, **model_kwargs).to(x.dtype)
+            mean, var = self.reverse(x, t, t_prev, eps, ancestral=ancestral, eta=eta, clip=clip)
+            x = mean + var.sqrt() * randn(x.shape, generator, device) if t_prev >= 0 else mean
         return x.clamp(-1, 1)
+
+    def complete_image(self, model: NoisePredictor, y: torch.Tensor, ymask: torch.Tensor, scale: float = 1.0,
+                       wrt: str = "xt", **kwargs) -> torch.Tensor:
+        """Sample x ~ p(x | y_m·x = y_m·y): `sample` plus −s·∇ Σ_pixels (y_m·(x̂_0 − y))² after each step (see guidance.py)."""
+        from .guidance import complete_image
+
+        return complete_image(self, model, y, ymask, scale, wrt, **kwargs)
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator] | None,
+          device: torch.device | str) -> torch.Tensor:
+    """N(0, I) noise; with a list of generators, image i draws from generator i (a batch then equals single images)."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"generator: {len(generator)} generators for a batch of {shape[0]} images")
+        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
+    return torch.randn(shape, generator=generator, device=device)
 
 
 def _parameters(model: NoisePredictor) -> Iterator[torch.Tensor]:
     return model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+
+
+def sample_batched(
+    diffusion: Diffusion, model: NoisePredictor, n: int, shape: tuple[int, ...], batch_size: int,
+    generator: torch.Generator | None = None, device: torch.device | str | None = None, **kwargs,
+) -> torch.Tensor:
+    """`n` samples drawn `batch_size` at a time and gathered on the CPU, so memory stays bounded by one batch."""
+    out = [diffusion.sample(model, min(batch_size, n - i), shape, generator=generator, device=device, **kwargs).cpu()
+           for i in range(0, n, batch_size)]
+    return torch.cat(out) if out else torch.empty(0, *shape)

@@ -56,6 +56,25 @@ def str_list(nonempty: bool = True) -> Check:
     return check
 
 
+def real_list(lo: float = 0.0) -> Check:
+    def check(key: str, v: Any) -> None:
+        if not isinstance(v, list) or not v or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > lo for x in v
+        ):
+            raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty list of numbers > {lo}")
+    return check
+
+
+def auto_or(check_number: Check) -> Check:
+    def check(key: str, v: Any) -> None:
+        if v != "auto":
+            try:
+                check_number(key, v)
+            except ParamError as e:
+                raise ParamError(f"{e} (or 'auto')") from None
+    return check
+
+
 def _range(lo: Any, hi: Any) -> str:
     if lo is not None and hi is not None:
         return f"in [{lo}, {hi}]"
@@ -98,9 +117,46 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "sample": {
         "n_grid": integer(1, 1024),
-        "n_eval": integer(0),
+        "n_eval": integer(2),
         "steps": integer(1),
         "eta": real(0),
+        "batch_size": integer(1),
+        "seed": integer(0),
+        "device": choice("auto", "cuda", "mps", "cpu"),
+    },
+    "judge": {
+        "epochs": integer(1, 1000),
+        "batch_size": integer(1),
+        "lr": real(0, 1, lo_open=True),
+        "seed": integer(0),
+        "min_accuracy": real(0, 1),
+        "max_images": integer(0),
+        "device": choice("auto", "cuda", "mps", "cpu"),
+    },
+    "evaluate": {
+        "blur_sigma": real(0, lo_open=True),
+        "seed": integer(0),
+        "device": choice("auto", "cuda", "mps", "cpu"),
+    },
+    "compare": {
+        "n": integer(2),
+        "ancestral": choice(True, False),
+        "ddim_steps": int_list(1, nonempty=False),
+        "raw_ddim_steps": int_list(1, nonempty=False),
+        "batch_size": integer(1),
+        "seed": integer(0),
+        "device": choice("auto", "cuda", "mps", "cpu"),
+    },
+    "completion": {
+        "figure_seed": integer(0),
+        "n_per_image": integer(1, 100),
+        "scale": auto_or(real(0)),
+        "wrt": choice("xt", "mean"),
+        "steps": integer(1),
+        "eta": real(0),
+        "sweep_images": integer(1, 10_000),
+        "sweep_completions": integer(2, 100),
+        "scales": real_list(0.0),
         "batch_size": integer(1),
         "seed": integer(0),
         "device": choice("auto", "cuda", "mps", "cpu"),
@@ -143,6 +199,13 @@ def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
     s, d = p.get("sample"), p.get("diffusion")
     if s and d and s["steps"] > d["T"]:
         raise ParamError(f"params.yaml: sample.steps = {s['steps']}: must be ≤ diffusion.T = {d['T']}")
+    cc = p.get("completion")
+    if cc and d and cc["steps"] > d["T"]:
+        raise ParamError(f"params.yaml: completion.steps = {cc['steps']}: must be ≤ diffusion.T = {d['T']}")
+    c = p.get("compare")
+    for key in ("ddim_steps", "raw_ddim_steps"):
+        if c and d and any(k > d["T"] for k in c[key]):
+            raise ParamError(f"params.yaml: compare.{key} = {c[key]}: every step count must be ≤ diffusion.T = {d['T']}")
 
 
 def load(sections: list[str], path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:

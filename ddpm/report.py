@@ -14,7 +14,10 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .io import image_grid_pil, save_figure, save_text  # noqa: E402
+from .io import save_figure, save_text  # noqa: E402
+from .metrics import MAX_COVERAGE  # noqa: E402
+
+__all__ = ["save_figure"]  # re-exported for the stages
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -159,14 +162,187 @@ def write_report(md: str, out_dir: Path, title: str) -> None:
     save_text(markdown_to_html(md, title), out_dir / "index.html")
 
 
-def save_grid_png(images: torch.Tensor, path: Path, nrow: int) -> None:
-    """A plain PNG image grid (no axes), scaled up for reading."""
-    img = image_grid_pil(images, nrow=nrow)
-    from .io import atomic_path
-
-    with atomic_path(path) as tmp:
-        img.resize((img.width * 3, img.height * 3), Image.NEAREST).save(tmp, format="png")
 
 
-__all__ = ["DERIVATION", "image_grid_figure", "loss_curve_figure", "markdown_to_html", "monitor_figure",
-           "read_live_metric", "save_figure", "save_grid_png", "table_markdown", "write_report"]
+def per_class_figure(images: torch.Tensor, probs: torch.Tensor, per_class: int = 8) -> plt.Figure:
+    """For each digit, the samples the judge is most confident about (empty cells: too few of that class)."""
+    fig, axes = plt.subplots(10, per_class, figsize=(per_class * 0.9, 10 * 0.95))
+    conf, pred = probs.max(dim=1)
+    for digit in range(10):
+        idx = (pred == digit).nonzero().flatten()
+        idx = idx[conf[idx].argsort(descending=True)][:per_class]
+        for j, ax in enumerate(axes[digit]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(idx):
+                ax.imshow(((images[idx[j], 0] + 1) / 2).numpy(), cmap="gray", vmin=0, vmax=1)
+            if j == 0:
+                ax.set_ylabel(str(digit), rotation=0, ha="right", va="center", fontsize=12)
+    fig.suptitle("Samples grouped by the judge's label (most confident first)")
+    fig.tight_layout()
+    return fig
+
+
+def histogram_figure(counts: Sequence[int]) -> plt.Figure:
+    """The predicted-class histogram of the samples, against the uniform share."""
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    sns.barplot(x=list(range(10)), y=list(counts), ax=ax, color="#4c72b0")
+    ax.axhline(sum(counts) / 10, color="k", ls="--", lw=1, label="uniform")
+    ax.set(xlabel="digit predicted by the judge", ylabel="samples", title="Class histogram of the samples")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def sampler_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
+    """fid_clf and wall time against the number of denoising steps (EMA weights)."""
+    df = pd.DataFrame([r for r in rows if r["weights"] == "ema"]).sort_values("steps")
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.plot(df["steps"], df["fid_clf"], "o-", label="fid_clf (lower is better)")
+    ax.set(xscale="log", xlabel="denoising steps (DDIM; 1000 = ancestral)", ylabel="fid_clf")
+    ax2 = ax.twinx()
+    ax2.plot(df["steps"], df["seconds"], "s--", color="#dd8452", label="wall time (s)")
+    ax2.set_ylabel("seconds")
+    ax2.grid(False)
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper center")
+    ax.set_title("Sample quality against sampler steps")
+    fig.tight_layout()
+    return fig
+
+
+# -- sections of the report (Markdown) ----------------------------------------------------------
+def training_section(history: Sequence[dict[str, float]], batch_size: int, n_train: int, device: str) -> str:
+    last = history[-1]
+    minutes = sum(h["seconds"] for h in history) / 60
+    table = table_markdown([{k: h[k] for k in ("epoch", "step", "loss", "seconds", "images_per_s")} for h in history],
+                           {"loss": ".4f", "seconds": ".0f", "images_per_s": ".0f"})
+    return f"""## Training
+{len(history)} epochs of {n_train} images, batch {batch_size}: final epoch loss **{last['loss']:.4f}**,
+{minutes:.1f} minutes of training at {last['images_per_s']:.0f} images/s on the last epoch ({device}).
+
+![loss curve](figures/loss.png)
+
+{table}
+"""
+
+
+def recognizable_answer(m: dict[str, Any]) -> str:
+    """One sentence that answers "are they recognizable?" from the measured shares."""
+    model, real = m["model"]["recognizable"], m["floor_real_test"]["recognizable"]
+    ratio = model / real if real else 0.0
+    verdict = "Yes" if ratio >= 0.9 else ("Mostly" if ratio >= 0.7 else ("Partly" if ratio >= 0.4 else "No"))
+    return (f"**{verdict}.** The judge labels {100 * model:.1f} % of the {m['n']} samples with confidence ≥ 0.9, "
+            f"against {100 * real:.1f} % of real test digits ({100 * ratio:.0f} % of the real rate); "
+            f"coverage is {m['model']['coverage']:.3f} nats of the {MAX_COVERAGE:.3f} that ten equally frequent digits give.")
+
+
+def recognizable_section(m: dict[str, Any], judge_accuracy: float) -> str:
+    rows = [{"row": name, "N": m["n"] if name != "floor_real_test" else m["n_reference"] // 2,
+             **{k: m[name][k] for k in ("fid_clf", "recognizable", "coverage")}}
+            for name in ("model", "floor_real_test", "blurred_test", "noise")]
+    mem = m["memorization"]
+    return f"""## Are they recognizable?
+{recognizable_answer(m)}
+
+The judge is a small CNN trained in the pipeline (test accuracy **{100 * judge_accuracy:.2f} %**). Its 64-d
+penultimate features replace Inception's: `fid_clf` is the Fréchet distance in that space to the
+{m['n_reference']} MNIST test images (not comparable with Inception FID). `recognizable` is the share of images whose top
+class probability is ≥ 0.9; `coverage` the entropy of the predicted-class histogram (log 10 = {MAX_COVERAGE:.3f} is uniform).
+Reference rows: real test digits (one half against the other: the floor), the same test digits blurred (σ given in the
+settings), and uniform noise (the scale).
+
+{table_markdown(rows, {'fid_clf': '.2f', 'recognizable': '.3f', 'coverage': '.3f'})}
+
+**Memorization.** Median pixel distance from a sample to its nearest training image: {mem['nn_train_dist_samples']:.2f};
+from a held-out test image to its nearest training image: {mem['nn_train_dist_test']:.2f} (ratio {mem['nn_ratio']:.2f};
+a ratio well below 1 would mean the model copies training digits). Share of samples closer to the training set
+than 99 % of test images: {100 * mem['share_closer_than_test_p1']:.1f} %.
+
+![16 samples with the judge's labels](figures/samples16_judged.png)
+
+![class histogram](figures/histogram.png)
+
+![samples per class](figures/per_class.png)
+"""
+
+
+def sampler_section(result: dict[str, Any]) -> str:
+    rows = [{k: r[k] for k in ("sampler", "steps", "weights", "fid_clf", "recognizable", "coverage", "seconds")}
+            for r in result["rows"]]
+    return f"""## Samplers: quality against steps
+The same model with the ancestral sampler (all T steps) and DDIM (η = 0) at fewer steps; N = {result['n']} samples each,
+wall time on {result['device']}. `raw` is the model's own weights instead of their EMA.
+
+{table_markdown(rows, {'fid_clf': '.2f', 'recognizable': '.3f', 'coverage': '.3f', 'seconds': '.1f'})}
+
+![quality against steps](figures/samplers.png)
+"""
+
+
+def completion_figure(originals: torch.Tensor, visible: torch.Tensor, masks: torch.Tensor, completions: torch.Tensor,
+                      labels: Sequence[int], subtitle: str) -> plt.Figure:
+    """One row per test image: the original, its visible half (hidden half shaded), then the k completions."""
+    n, k = completions.shape[:2]
+    fig, axes = plt.subplots(n, k + 2, figsize=(1.25 * (k + 2), 1.3 * n + 0.6), squeeze=False)
+    for i in range(n):
+        shown = ((visible[i, 0] + 1) / 2).numpy()
+        cells = [((originals[i, 0] + 1) / 2).numpy(), shown] + [((c[0] + 1) / 2).numpy() for c in completions[i]]
+        for j, (ax, img) in enumerate(zip(axes[i], cells)):
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            if j == 1:  # shade the hidden half so it reads as "unknown", not as black ink
+                ax.imshow((1 - masks[i, 0]).numpy(), cmap="Reds", alpha=0.35 * (1 - masks[i, 0]).numpy(), vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        hidden = "bottom" if masks[i, 0, -1, 0] == 0 else "top"
+        axes[i, 0].set_ylabel(f"digit {labels[i]}\n{hidden} hidden", fontsize=8)
+    for j, title in enumerate(["original", "visible half"] + [f"completion {c + 1}" for c in range(k)]):
+        axes[0, j].set_title(title, fontsize=8)
+    fig.suptitle(f"Image completion ({subtitle})")
+    fig.tight_layout()
+    return fig
+
+
+def completion_sweep_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
+    """Judge accuracy of the completions against the guidance scale, for both gradient routes and the baselines."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for route, label in (("xt", "∇ w.r.t. x_t (through the UNet)"), ("mean", "∇ w.r.t. the mean of x_(t-1)")):
+        pts = sorted((r["scale"], r["accuracy"]) for r in rows if r["route"] == route)
+        ax.plot([s for s, _ in pts], [a for _, a in pts], "o-", label=label)
+    styles = {"none": ("k", "no guidance (scale 0)"), "replace": ("#c44e52", "replacement baseline")}
+    for r in rows:
+        if r["route"] in styles:
+            color, label = styles[r["route"]]
+            ax.axhline(r["accuracy"], color=color, ls="--", lw=1, label=label)
+    ax.set(xscale="log", xlabel="guidance scale s", ylabel="judge accuracy on completions", ylim=(0, 1.02),
+           title="Completion accuracy against the guidance scale")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def completion_section(summary: dict[str, Any], table: Sequence[dict[str, Any]], figure: dict[str, Any]) -> str:
+    rows = [{k: r[k] for k in ("route", "scale", "accuracy", "mse_visible", "mse_hidden", "diversity", "seconds_per_image")}
+            for r in table]
+    n, k = table[0]["n_images"], table[0]["k"]
+    return f"""## Image completion (assignment 3)
+`Diffusion.complete_image(model, y, ymask, scale, wrt)` samples like `sample`, but after each reverse step it adds
+$-s\\,\\nabla\\sum_{{\\text{{pixels}}}}\\big(y_m\\cdot(\\hat x_0-y)\\big)^2$, the gradient taken either w.r.t. $x_t$ through the UNet
+(`wrt="xt"`) or w.r.t. the mean of $x_{{t-1}}$ with $\\hat\\varepsilon$ held fixed (`wrt="mean"`).
+The figure uses scale {figure['scale']} and the gradient w.r.t. `{figure['wrt']}`; rows 1–3 hide the bottom half, rows 4–6 the top half.
+
+![completion](completion/completion.png)
+
+**Measured quality** on {n // 2} test digits × both halves ({n} tasks), {k} completions each: the judge's accuracy against
+the true label, the MSE on the given half (consistency) and on the hidden half (against the original), the RMS
+difference between completions of the same task on the hidden half (diversity), and the time per completed image.
+
+{table_markdown(rows, {'scale': 'g', 'accuracy': '.3f', 'mse_visible': '.4f', 'mse_hidden': '.4f', 'diversity': '.3f', 'seconds_per_image': '.3f'})}
+
+![accuracy against scale](completion/accuracy_vs_scale.png)
+
+Best scale: {summary['best_scale_xt']} for the x_t route (accuracy {summary['best_accuracy_xt']:.3f}),
+{summary['best_scale_mean']} for the mean route ({summary['best_accuracy_mean']:.3f}); without guidance
+{summary['accuracy_no_guidance']:.3f}, with replacement {summary['accuracy_replacement']:.3f}.
+Time per image at the best scale: {summary['seconds_per_image_xt']:.3f} s (x_t) and {summary['seconds_per_image_mean']:.3f} s (mean).
+"""

@@ -136,7 +136,8 @@ class UNet(nn.Module):
 
     def embed(self, t: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """The per-image conditioning vector: MLP(sinusoid(t / (T−1))) [+ MLP(context)]."""
-        emb = self.time_mlp(sinusoidal_embedding(self.time_to_unit(t), self.stem.out_channels))
+        sinusoid = sinusoidal_embedding(self.time_to_unit(t), self.stem.out_channels)
+        emb = self.time_mlp(sinusoid.to(self.stem.weight.dtype))
         if self.context_mlp is not None and context is not None:
             emb = emb + self.context_mlp(context.to(emb.dtype))
         return emb

@@ -6,8 +6,9 @@ import torch
 
 from ddpm import params
 from ddpm.cli import run_stage
+from ddpm.diffusion import sample_batched
 from ddpm.factory import make_diffusion, make_unet, pick_device
-from ddpm.io import save_json, save_torch
+from ddpm.io import atomic_path, image_grid_pil, save_json, save_torch
 from ddpm.train import load_ema_model
 
 CHECKPOINT, OUT = Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/samples")
@@ -23,10 +24,8 @@ def main() -> None:
     steps = None if sp["steps"] == diffusion.T else sp["steps"]
 
     def draw(n: int) -> torch.Tensor:
-        batches = [diffusion.sample(model, min(sp["batch_size"], n - i), (1, 28, 28), steps=steps, eta=sp["eta"],
-                                    generator=g, device=device, progress=True).cpu()
-                   for i in range(0, n, sp["batch_size"])]
-        return torch.cat(batches) if batches else torch.empty(0, 1, 28, 28)
+        return sample_batched(diffusion, model, n, (1, 28, 28), sp["batch_size"], generator=g, device=device,
+                              steps=steps, eta=sp["eta"], progress=True)
 
     t0 = time.time()
     grid = draw(sp["n_grid"])
@@ -34,6 +33,9 @@ def main() -> None:
     t0 = time.time()
     evaluation = draw(sp["n_eval"])
     save_torch(grid, OUT / "grid.pt")
+    with atomic_path(OUT / "grid.png") as tmp:  # the 4×4 grid, 4× enlarged
+        png = image_grid_pil(grid[:16], nrow=4)
+        png.resize((png.width * 4, png.height * 4)).save(tmp, format="png")
     save_torch(evaluation, OUT / "eval.pt")
     sampler = "ancestral" if steps is None else f"DDIM {steps} steps, eta {sp['eta']}"
     save_json({"sampler": sampler, "n_grid": len(grid), "grid_seconds": grid_seconds,

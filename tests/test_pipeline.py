@@ -31,7 +31,10 @@ def project(tmp_path_factory, mnist_dir):
     p["diffusion"]["T"] = 50
     p["model"].update(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, groups=4)
     p["train"].update(epochs=2, max_images=256, batch_size=64, log_every=2, monitor_n=4, monitor_steps=5, warmup_steps=2)
-    p["sample"].update(n_eval=8, steps=10, batch_size=8)
+    p["sample"].update(n_eval=80, steps=10, batch_size=40)
+    p["judge"].update(epochs=1, max_images=3000, min_accuracy=0.0)
+    p["compare"].update(n=20, ddim_steps=[5, 10], raw_ddim_steps=[5], batch_size=20)
+    p["completion"].update(steps=5, sweep_images=4, sweep_completions=2, scales=[0.1, 0.5], batch_size=16, n_per_image=2)
     p["report"]["posterior_check_t"] = [0, 1, 49]
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
@@ -49,20 +52,28 @@ def test_dvc_repro_makes_every_output(project):
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
     grid = torch.load(project / "data/mnist/samples/grid.pt", weights_only=True)
     assert grid.shape == (16, 1, 28, 28) and grid.min() >= -1 and grid.max() <= 1
-    assert torch.load(project / "data/mnist/samples/eval.pt", weights_only=True).shape == (8, 1, 28, 28)
-    for fig in ("loss.png", "samples16.png", "monitor.png"):
+    assert torch.load(project / "data/mnist/samples/eval.pt", weights_only=True).shape == (80, 1, 28, 28)
+    for fig in ("loss.png", "samples16.png", "monitor.png", "samples16_judged.png", "histogram.png", "per_class.png",
+                "samplers.png"):
         assert (project / "reports/figures" / fig).stat().st_size > 1000
     html = (project / "reports/index.html").read_text()
     md = (project / "reports/report.md").read_text()
     assert "Assignment 1" in html and "\\tilde\\beta_t" in md and "figures/samples16.png" in md
+    assert "Are they recognizable?" in md and "| ancestral | 50 | ema |" in md
     assert len(list((project / "reports/train_mnist/plots/images/monitor").glob("epoch_*.png"))) == 2
 
 
 def test_metrics_plots_and_status(project):
     out = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project)
     metrics = json.loads(out)
-    values = next(iter(metrics.values()))["data"]["reports/train_mnist/metrics.json"]["data"]
+    files = next(iter(metrics.values()))["data"]
+    values = files["reports/train_mnist/metrics.json"]["data"]
     assert values["epochs"] == 2 and values["final_loss"] > 0
+    evaluation = files["reports/evaluate/metrics.json"]["data"]
+    for row in ("model", "floor_real_test", "noise", "blurred_test"):
+        assert {"fid_clf", "recognizable", "coverage"} <= set(evaluation[row]), row
+    assert evaluation["noise"]["fid_clf"] > evaluation["floor_real_test"]["fid_clf"]
+    assert files["reports/judge/metrics.json"]["data"]["test_accuracy"] > 0.2  # above chance (0.1) after one tiny epoch
     run([sys.executable, "-m", "dvc", "plots", "show", "-o", "plots_html"], project)
     assert (project / "plots_html" / "index.html").exists()
     assert "up to date" in run([sys.executable, "-m", "dvc", "status"], project)

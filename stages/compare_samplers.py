@@ -1,0 +1,55 @@
+"""Stage compare_samplers: the same model scored with the ancestral sampler and DDIM at several step counts."""
+import time
+from pathlib import Path
+
+import torch
+
+from ddpm import params
+from ddpm.cli import run_stage
+from ddpm.data import load_mnist
+from ddpm.diffusion import sample_batched
+from ddpm.factory import make_diffusion, make_unet, pick_device
+from ddpm.io import save_json
+from ddpm.judge import judge_images, load_judge
+from ddpm.metrics import score
+from ddpm.train import load_ema_model
+
+RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
+OUT = Path("reports/compare")
+
+
+def main() -> None:
+    p = params.load(["diffusion", "model", "compare"])
+    cp = p["compare"]
+    device = pick_device(cp["device"])
+    diffusion = make_diffusion(p["diffusion"])
+    judge = load_judge(JUDGE, device)
+    test, _ = load_mnist(RAW, "test")
+    reference = judge_images(judge, test).features
+    configs = [("ema", None)] if cp["ancestral"] else []
+    configs += [("ema", s) for s in cp["ddim_steps"]] + [("raw", s) for s in cp["raw_ddim_steps"]]
+    checkpoint_key = {"ema": "ema", "raw": "model"}
+    models = {w: load_ema_model(CHECKPOINT, make_unet(p["model"], 1, diffusion.T), checkpoint_key[w]).to(device)
+              for w in {w for w, _ in configs}}
+    rows = []
+    for weights, steps in configs:
+        g = torch.Generator(device).manual_seed(cp["seed"])
+        t0 = time.time()
+        x = sample_batched(diffusion, models[weights], cp["n"], (1, 28, 28),
+                           cp["batch_size"], generator=g, device=device, steps=steps, eta=0.0)
+        seconds = time.time() - t0
+        out = judge_images(judge, x)
+        rows.append({"sampler": "ancestral" if steps is None else "ddim", "steps": steps or diffusion.T,
+                     "weights": weights, **score(out.probs, out.features, reference), "seconds": seconds,
+                     "ms_per_image": 1000 * seconds / cp["n"]})
+        print(rows[-1])
+    save_json({"n": cp["n"], "device": str(device), "rows": rows}, OUT / "samplers.json")
+    ema_rows = [{k: r[k] for k in ("steps", "fid_clf", "recognizable", "seconds")} for r in rows if r["weights"] == "ema"]
+    save_json(ema_rows, OUT / "quality_vs_steps.json")
+    best = min(rows, key=lambda r: r["fid_clf"])
+    save_json({"n": cp["n"], "best_fid_clf": best["fid_clf"], "best_sampler": f"{best['sampler']} {best['steps']} ({best['weights']})"},
+              OUT / "metrics.json")
+
+
+if __name__ == "__main__":
+    run_stage(main)
