@@ -161,10 +161,55 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "seed": integer(0),
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
+    "cond": {
+        "p_uncond": real(0, 1),
+        "epochs": integer(1, 100_000),
+        "guidance_scales": real_list(-1e-9),
+        "prompts": str_list(),
+        "n_per_prompt": integer(1),
+        "steps": integer(1),
+        "batch_size": integer(1),
+        "seed": integer(0),
+        "device": choice("auto", "cuda", "mps", "cpu"),
+    },
     "report": {
         "posterior_check_t": int_list(0),
     },
 }
+
+
+SCHEMA["celeba"] = {
+    "root": lambda key, v: _nonempty_str(key, v),
+    "download": choice(True, False),
+    "clip_data": lambda key, v: _nonempty_str(key, v),
+    "image_size": integer(8, 1024),
+    "max_images": integer(0),
+}
+SCHEMA["clip"] = {
+    "model": lambda key, v: _nonempty_str(key, v),
+    "pretrained": lambda key, v: _nonempty_str(key, v),
+    "config": lambda key, v: None if v == "" else _nonempty_str(key, v),
+    "batch_size": integer(1),
+    "chunk": integer(1),
+    "device": choice("auto", "cuda", "mps", "cpu"),
+}
+SCHEMA["celeba_model"] = SCHEMA["model"]
+SCHEMA["celeba_train"] = {**{k: v for k, v in SCHEMA["train"].items() if k != "monitor_n"},
+                          "p_uncond": real(0, 1), "monitor_guidance": real(0), "monitor_prompts": str_list()}
+SCHEMA["celeba_sweep"] = {
+    "guidance_scales": real_list(-1e-9),
+    "prompts": str_list(),
+    "n_per_prompt": integer(2),
+    "steps": integer(1),
+    "batch_size": integer(1),
+    "seed": integer(0),
+    "device": choice("auto", "cuda", "mps", "cpu"),
+}
+
+
+def _nonempty_str(key: str, v: Any) -> None:
+    if not isinstance(v, str) or not v.strip():
+        raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty string")
 
 
 def validate(params: dict[str, Any], sections: list[str]) -> dict[str, dict[str, Any]]:
@@ -191,17 +236,33 @@ def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
     d = p.get("diffusion")
     if d and d["schedule"] == "linear" and d["beta_end"] <= d["beta_start"]:
         raise ParamError(f"params.yaml: diffusion.beta_end = {d['beta_end']} must be > diffusion.beta_start = {d['beta_start']}")
-    m = p.get("model")
-    if m and any(level >= len(m["channel_mults"]) for level in m["attention_levels"]):
-        raise ParamError(f"params.yaml: model.attention_levels = {m['attention_levels']}: levels must be < len(model.channel_mults) = {len(m['channel_mults'])}")
-    if m and m["channels"] % m["heads"]:
-        raise ParamError(f"params.yaml: model.heads = {m['heads']} must divide model.channels = {m['channels']}")
+    for name in ("model", "celeba_model"):
+        m = p.get(name)
+        if m and any(level >= len(m["channel_mults"]) for level in m["attention_levels"]):
+            raise ParamError(f"params.yaml: {name}.attention_levels = {m['attention_levels']}: levels must be < "
+                             f"len({name}.channel_mults) = {len(m['channel_mults'])}")
+        if m and m["channels"] % m["heads"]:
+            raise ParamError(f"params.yaml: {name}.heads = {m['heads']} must divide {name}.channels = {m['channels']}")
+    cs = p.get("celeba_sweep")
+    if cs and d and cs["steps"] > d["T"]:
+        raise ParamError(f"params.yaml: celeba_sweep.steps = {cs['steps']}: must be ≤ diffusion.T = {d['T']}")
     s, d = p.get("sample"), p.get("diffusion")
     if s and d and s["steps"] > d["T"]:
         raise ParamError(f"params.yaml: sample.steps = {s['steps']}: must be ≤ diffusion.T = {d['T']}")
     cc = p.get("completion")
     if cc and d and cc["steps"] > d["T"]:
         raise ParamError(f"params.yaml: completion.steps = {cc['steps']}: must be ≤ diffusion.T = {d['T']}")
+    co = p.get("cond")
+    if co and d and co["steps"] > d["T"]:
+        raise ParamError(f"params.yaml: cond.steps = {co['steps']}: must be ≤ diffusion.T = {d['T']}")
+    if co:
+        from .conditional import parse_digit_prompt
+
+        for prompt in co["prompts"]:
+            try:
+                parse_digit_prompt(prompt)
+            except ValueError as e:
+                raise ParamError(f"params.yaml: cond.prompts: {e}") from None
     c = p.get("compare")
     for key in ("ddim_steps", "raw_ddim_steps"):
         if c and d and any(k > d["T"] for k in c[key]):

@@ -14,7 +14,8 @@ def profile_args(name: str, folder: Path = Path("profiles")) -> list[str]:
         known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
         raise SystemExit(f"error: {path} not found; known profiles: {known}")
     overrides = yaml.safe_load(path.read_text()) or {}
-    return [f"-S={key}={json.dumps(value, separators=(',', ':'))}" for key, value in overrides.items()]
+    targets = overrides.pop("targets", [])  # stages to reproduce (default: all)
+    return [f"-S={key}={json.dumps(value, separators=(',', ':'))}" for key, value in overrides.items()] + targets
 
 
 if __name__ == "__main__":

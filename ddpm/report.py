@@ -156,10 +156,10 @@ def table_markdown(rows: Sequence[dict[str, Any]], formats: dict[str, str] | Non
     return "\n".join(lines)
 
 
-def write_report(md: str, out_dir: Path, title: str) -> None:
-    """reports/report.md and reports/index.html (the same content)."""
-    save_text(md, out_dir / "report.md")
-    save_text(markdown_to_html(md, title), out_dir / "index.html")
+def write_report(md: str, out_dir: Path, title: str, md_name: str = "report.md", html_name: str = "index.html") -> None:
+    """The Markdown report and its HTML twin (the same content)."""
+    save_text(md, out_dir / md_name)
+    save_text(markdown_to_html(md, title), out_dir / html_name)
 
 
 
@@ -212,7 +212,8 @@ def sampler_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
 
 
 # -- sections of the report (Markdown) ----------------------------------------------------------
-def training_section(history: Sequence[dict[str, float]], batch_size: int, n_train: int, device: str) -> str:
+def training_section(history: Sequence[dict[str, float]], batch_size: int, n_train: int, device: str,
+                     loss_png: str = "figures/loss.png") -> str:
     last = history[-1]
     minutes = sum(h["seconds"] for h in history) / 60
     table = table_markdown([{k: h[k] for k in ("epoch", "step", "loss", "seconds", "images_per_s")} for h in history],
@@ -221,7 +222,7 @@ def training_section(history: Sequence[dict[str, float]], batch_size: int, n_tra
 {len(history)} epochs of {n_train} images, batch {batch_size}: final epoch loss **{last['loss']:.4f}**,
 {minutes:.1f} minutes of training at {last['images_per_s']:.0f} images/s on the last epoch ({device}).
 
-![loss curve](figures/loss.png)
+![loss curve]({loss_png})
 
 {table}
 """
@@ -346,3 +347,79 @@ Best scale: {summary['best_scale_xt']} for the x_t route (accuracy {summary['bes
 {summary['accuracy_no_guidance']:.3f}, with replacement {summary['accuracy_replacement']:.3f}.
 Time per image at the best scale: {summary['seconds_per_image_xt']:.3f} s (x_t) and {summary['seconds_per_image_mean']:.3f} s (mean).
 """
+
+
+def tradeoff_figure(rows: Sequence[dict[str, Any]], uncond: dict[str, Any]) -> plt.Figure:
+    """Classifier-free guidance's trade-off: accuracy to the requested digit against fid_clf, one point per w."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot([r["fid_clf"] for r in rows], [r["accuracy"] for r in rows], "o-")
+    for r in rows:
+        ax.annotate(f"w={r['guidance']:g}", (r["fid_clf"], r["accuracy"]), textcoords="offset points", xytext=(5, -10), fontsize=8)
+    ax.axvline(uncond["fid_clf"], color="k", ls="--", lw=1, label=f"unconditional (fid_clf {uncond['fid_clf']:.2f})")
+    ax.set(xlabel="fid_clf (lower: closer to real digits)", ylabel="accuracy to the requested digit",
+           title="Guidance trade-off (MNIST twin)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def guidance_grid_figure(prompts: Sequence[str], samples_by_scale: dict[str, torch.Tensor]) -> plt.Figure:
+    """Rows: prompts; columns: guidance scales; one sample per cell (the same noise across a row)."""
+    scales = list(samples_by_scale)
+    fig, axes = plt.subplots(len(prompts), len(scales), figsize=(1.2 * len(scales) + 1.5, 1.1 * len(prompts) + 0.6),
+                             squeeze=False)
+    for j, w in enumerate(scales):
+        for i, prompt in enumerate(prompts):
+            ax = axes[i, j]
+            img = samples_by_scale[w][i].float()
+            ax.imshow(((img.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"w = {w}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(prompt, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("Samples per prompt and guidance scale")
+    fig.tight_layout()
+    return fig
+
+
+def cond_section(table: Sequence[dict[str, Any]], cp: dict[str, Any]) -> str:
+    rows = [{"guidance w": str(r["guidance"]), **{k: r[k] for k in ("accuracy", "fid_clf", "recognizable", "coverage", "seconds")}}
+            for r in table]
+    scaled = [r for r in table if r["guidance"] != "uncond"]
+    best = max(scaled, key=lambda r: r["accuracy"])
+    return f"""## Classifier-free guidance: the MNIST twin
+The same UNet with a context vector: the digit's one-hot label, projected into the time embedding (the context MLP
+is the learned label embedding). In training the context is multiplied by `get_context_mask`, which drops it with
+probability {cp['p_uncond']}; at sampling a prompt such as "a handwritten 7" names the digit and
+$\\tilde\\varepsilon = (1+w)\\,\\varepsilon_\\theta(x_t, c) - w\\,\\varepsilon_\\theta(x_t, \\varnothing)$ is computed in one batched
+forward pass (w = 0 is the plain conditional model; `uncond` is the dropped context). {table[0]['n']} samples per row
+({cp['n_per_prompt']} per prompt), scored by the judge: accuracy to the requested digit, `fid_clf` to the test set, coverage.
+
+{table_markdown(rows, {'accuracy': '.3f', 'fid_clf': '.2f', 'recognizable': '.3f', 'coverage': '.3f', 'seconds': '.1f'})}
+
+The highest accuracy is at w = {best['guidance']:g} ({best['accuracy']:.3f}); compare `fid_clf` across rows for what guidance
+costs in diversity and realism.
+
+![trade-off](cond_mnist/tradeoff.png)
+
+![prompt × scale](cond_mnist/grid.png)
+"""
+
+
+def clip_sweep_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
+    """CLIP score (prompt adherence) and diversity against the guidance scale."""
+    scaled = sorted((r for r in rows if r["guidance"] != "uncond"), key=lambda r: r["guidance"])
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.plot([r["guidance"] for r in scaled], [r["clip_score"] for r in scaled], "o-", label="CLIP score")
+    ax.set(xlabel="guidance w", ylabel="CLIP score (cosine)")
+    ax2 = ax.twinx()
+    ax2.plot([r["guidance"] for r in scaled], [r["diversity"] for r in scaled], "s--", color="#dd8452", label="diversity")
+    ax2.set_ylabel("diversity (1 − cos)")
+    ax2.grid(False)
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
+    ax.set_title("Prompted faces: adherence and diversity against guidance")
+    fig.tight_layout()
+    return fig

@@ -32,6 +32,13 @@ class TrainConfig:
     log_every: int = 50
     autocast: torch.dtype | None = None
 
+    @classmethod
+    def from_params(cls, tp: dict[str, Any], autocast: torch.dtype | None) -> "TrainConfig":
+        """From a validated `train`-like params section."""
+        return cls(epochs=tp["epochs"], batch_size=tp["batch_size"], lr=tp["lr"], warmup_steps=tp["warmup_steps"],
+                   ema_decay=tp["ema_decay"], grad_clip=tp["grad_clip"], seed=tp["seed"], log_every=tp["log_every"],
+                   autocast=autocast)
+
 
 def ema_avg(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """EMA with warm-up: θ̄ ← d·θ̄ + (1−d)·θ, d = min(decay, (1+n)/(10+n)) after n updates."""
@@ -44,7 +51,8 @@ def ema_avg(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor]
 class Trainer:
     """Trains ε_θ on a dataset tensor that lives on the device; checkpoints after every epoch.
 
-    data: images in [−1, 1], (N, C, H, W), already on the training device (no DataLoader).
+    data: images (N, C, H, W) already on the training device (no DataLoader): in [−1, 1], or anything
+    that `transform` turns into a batch in [−1, 1] (e.g. uint8 faces).
     context: an optional per-image context tensor (N, D) passed to the model as `context`.
     fingerprint: what must match for a checkpoint to be resumed (architecture, data, seed…).
     """
@@ -53,8 +61,10 @@ class Trainer:
         self, model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: TrainConfig,
         checkpoint: Path, fingerprint: dict[str, Any], live: Any = None,
         monitor: Callable[[nn.Module, int], Any] | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.model, self.diffusion, self.data, self.cfg = model, diffusion, data, cfg
+        self.transform = transform  # per batch, e.g. uint8 → [−1, 1] and random flips
         self.checkpoint, self.fingerprint, self.live, self.monitor = Path(checkpoint), fingerprint, live, monitor
         self.device = data.device
         self.ema = AveragedModel(model, avg_fn=ema_avg(cfg.ema_decay), use_buffers=True)
@@ -137,7 +147,8 @@ class Trainer:
                 if context is not None:
                     c = context[idx]
                     kwargs["context"] = context_dropout(c) if context_dropout else c
-                loss = self.train_step(self.data[idx], **kwargs)
+                x0 = self.data[idx] if self.transform is None else self.transform(self.data[idx])
+                loss = self.train_step(x0, **kwargs)
                 window.append(loss)
                 total += loss * len(idx)
                 if len(window) == self.cfg.log_every or i == steps_per_epoch - 1:
@@ -163,6 +174,30 @@ class Trainer:
         self.live.step = self.step
         for name, value in metrics.items():
             self.live.log_metric(name, value)
+
+
+def fit_with_live(trainer: Trainer, live_dir: Path, **fit_kwargs: Any) -> list[dict[str, float]]:
+    """Resume if possible, log to dvclive in live_dir (continuing its history), train, write the summary."""
+    from dvclive import Live
+
+    resumed = trainer.try_resume()
+    if resumed:
+        truncate_live_metrics(Path(live_dir) / "plots", trainer.step)
+    trainer.live = Live(str(live_dir), resume=resumed, dvcyaml=False, save_dvc_exp=False)
+    history = trainer.fit(**fit_kwargs)
+    trainer.live.summary.update({"final_loss": history[-1]["loss"], "epochs": trainer.epoch,
+                                 "train_seconds": sum(h["seconds"] for h in history)})
+    trainer.live.make_summary()
+    return history
+
+
+def fingerprint(*sections: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """What must match for a checkpoint to be continued: every setting but the run length and logging."""
+    volatile = {"epochs", "log_every", "monitor_n", "monitor_steps", "device", "monitor_guidance", "monitor_prompts"}
+    out: dict[str, Any] = dict(extra)
+    for i, section in enumerate(sections):
+        out[f"section{i}"] = {k: v for k, v in section.items() if k not in volatile}
+    return out
 
 
 def truncate_live_metrics(plots_dir: Path, last_step: int) -> None:

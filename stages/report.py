@@ -10,7 +10,7 @@ from ddpm.checks import posterior_table
 from ddpm.cli import run_stage
 from ddpm.factory import make_diffusion
 from ddpm.io import load_torch
-from ddpm.report import (DERIVATION, completion_section, histogram_figure, image_grid_figure, loss_curve_figure, monitor_figure,
+from ddpm.report import (DERIVATION, completion_section, cond_section, histogram_figure, image_grid_figure, loss_curve_figure, monitor_figure,
                          per_class_figure, read_live_metric, recognizable_section, sampler_figure, sampler_section,
                          save_figure, table_markdown, training_section, write_report)
 
@@ -22,12 +22,13 @@ FIG = OUT / "figures"
 
 
 def main() -> None:
-    p = params.load(["diffusion", "model", "train", "sample", "judge", "evaluate", "compare", "completion", "report"])
+    p = params.load(["diffusion", "model", "train", "sample", "judge", "evaluate", "compare", "completion", "cond", "report"])
     history = load_torch(CHECKPOINT, "training checkpoint")["history"]
     info = json.loads((SAMPLES / "info.json").read_text())
     grid, samples = load_torch(SAMPLES / "grid.pt", "sample grid"), load_torch(SAMPLES / "eval.pt", "samples")
     judged, evaluation = load_torch(JUDGED, "judged samples"), json.loads(EVAL.read_text())
     samplers = json.loads(SAMPLERS.read_text())
+    cond_table = json.loads(Path("reports/cond_mnist/table.json").read_text())
     completion = {name: json.loads((COMPLETION / f"{name}.json").read_text()) for name in ("metrics", "table", "figure")}
     n_train = round(history[-1]["images_per_s"] * history[-1]["seconds"])
 
@@ -48,6 +49,9 @@ def main() -> None:
 
     md = f"""# DDPM on MNIST
 
+The CLIP-conditioned CelebA part has its own page, [celeba.html](celeba.html), once `dvc repro report_celeba` has run
+(it needs the CelebA files and CLIP weights).
+
 {training_section(history, p['train']['batch_size'], n_train, info['device'])}
 ## 16 samples
 Sampler: {info['sampler']}; {info['n_grid']} samples in {info['grid_seconds']:.1f} s on {info['device']}.
@@ -57,6 +61,7 @@ Sampler: {info['sampler']}; {info['n_grid']} samples in {info['grid_seconds']:.1
 {recognizable_section(evaluation, json.loads(JUDGE.read_text())['test_accuracy'])}
 {sampler_section(samplers)}
 {completion_section(completion['metrics'], completion['table'], completion['figure'])}
+{cond_section(cond_table, p['cond'])}
 ## Samples during training
 {'![monitoring grids](figures/monitor.png)' if monitors else '(no monitoring grids were logged)'}
 

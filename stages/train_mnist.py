@@ -1,54 +1,57 @@
-"""Stage train_mnist: train ε_θ on MNIST train (60 000 images), resuming from the last epoch's checkpoint."""
+"""Stage train_mnist (and train_mnist_cond with --conditional): train ε_θ on MNIST train, resuming from checkpoints.
+
+--conditional trains the classifier-free-guidance twin: the digit label as a one-hot context, dropped
+with probability cond.p_uncond (get_context_mask); its monitoring grid asks for digits 0–9.
+"""
+import sys
 from pathlib import Path
 
 import torch
-from dvclive import Live
 
 from ddpm import params
 from ddpm.cli import run_stage
+from ddpm.conditional import context_dropout, digit_context, sample_with_context
 from ddpm.data import load_mnist, verify_mnist
 from ddpm.factory import autocast_dtype, make_diffusion, make_unet, pick_device
 from ddpm.io import image_grid_pil
-from ddpm.train import TrainConfig, Trainer, truncate_live_metrics
+from ddpm.train import TrainConfig, Trainer, fingerprint, fit_with_live
 
-RAW, CHECKPOINT, LIVE = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt"), Path("reports/train_mnist")
+RAW = Path("data/mnist/raw")
 
 
 def main() -> None:
-    p = params.load(["diffusion", "model", "train"])
-    tp = p["train"]
+    conditional = "--conditional" in sys.argv[1:]
+    checkpoint = Path("data/mnist/model_cond/checkpoint.pt" if conditional else "data/mnist/model/checkpoint.pt")
+    live_dir = Path("reports/train_mnist_cond" if conditional else "reports/train_mnist")
+    p = params.load(["diffusion", "model", "train"] + (["cond"] if conditional else []))
+    tp = dict(p["train"], **({"epochs": p["cond"]["epochs"]} if conditional else {}))
     device = pick_device(tp["device"])
     verify_mnist(RAW)
-    x, _ = load_mnist(RAW, "train", tp["max_images"])
+    x, labels = load_mnist(RAW, "train", tp["max_images"])
     diffusion = make_diffusion(p["diffusion"])
     torch.manual_seed(tp["seed"])
-    model = make_unet(p["model"], in_channels=1, num_timesteps=diffusion.T).to(device)
-    cfg = TrainConfig(
-        epochs=tp["epochs"], batch_size=tp["batch_size"], lr=tp["lr"], warmup_steps=tp["warmup_steps"],
-        ema_decay=tp["ema_decay"], grad_clip=tp["grad_clip"], seed=tp["seed"], log_every=tp["log_every"],
-        autocast=autocast_dtype(tp["amp"], device),
-    )
-    # what must match for a checkpoint to be continued (epochs may grow: training goes on)
-    fingerprint = {"diffusion": p["diffusion"], "model": p["model"], "n_images": len(x),
-                   **{k: v for k, v in tp.items() if k not in ("epochs", "log_every", "monitor_n", "monitor_steps", "device")}}
-    monitor_gen_seed = tp["seed"] + 1
+    model = make_unet(p["model"], in_channels=1, num_timesteps=diffusion.T, context_dim=10 if conditional else 0).to(device)
 
     def monitor(ema: torch.nn.Module, epoch: int) -> None:
-        g = torch.Generator(device).manual_seed(monitor_gen_seed)  # the same noise every epoch
-        grid = diffusion.sample(ema, tp["monitor_n"], (1, 28, 28), steps=tp["monitor_steps"], generator=g, device=device)
-        live.log_image(f"monitor/epoch_{epoch:03d}.png", image_grid_pil(grid, nrow=8))
+        g = torch.Generator(device).manual_seed(tp["seed"] + 1)  # the same noise every epoch
+        if conditional:  # digits 0–9, twice, at the sweep's middle guidance scale
+            scales = p["cond"]["guidance_scales"]
+            grid = sample_with_context(diffusion, ema, digit_context(list(range(10)) * 2), (1, 28, 28),
+                                       scales[len(scales) // 2], 20, generator=g, steps=tp["monitor_steps"])
+            trainer.live.log_image(f"monitor/epoch_{epoch:03d}.png", image_grid_pil(grid, nrow=10))
+        else:
+            grid = diffusion.sample(ema, tp["monitor_n"], (1, 28, 28), steps=tp["monitor_steps"], generator=g, device=device)
+            trainer.live.log_image(f"monitor/epoch_{epoch:03d}.png", image_grid_pil(grid, nrow=8))
 
-    trainer = Trainer(model, diffusion, x.to(device), cfg, CHECKPOINT, fingerprint, monitor=monitor)
-    resumed = trainer.try_resume()
-    if resumed:
-        truncate_live_metrics(LIVE / "plots", trainer.step)
-    live = Live(str(LIVE), resume=resumed, dvcyaml=False, save_dvc_exp=False)
-    trainer.live = live
-    print(f"training on {device} ({len(x)} images, {sum(q.numel() for q in model.parameters()) / 1e6:.2f} M parameters)")
-    history = trainer.fit()
-    live.summary.update({"final_loss": history[-1]["loss"], "epochs": trainer.epoch,
-                         "train_seconds": sum(h["seconds"] for h in history)})
-    live.make_summary()
+    trainer = Trainer(model, diffusion, x.to(device), TrainConfig.from_params(tp, autocast_dtype(tp["amp"], device)),
+                      checkpoint, fingerprint(p["diffusion"], p["model"], tp, n_images=len(x),
+                                              p_uncond=p["cond"]["p_uncond"] if conditional else None),
+                      monitor=monitor)
+    print(f"training on {device} ({len(x)} images, {sum(q.numel() for q in model.parameters()) / 1e6:.2f} M parameters"
+          f"{', conditional on the digit' if conditional else ''})")
+    fit_with_live(trainer, live_dir,
+                  context=digit_context(labels).to(device) if conditional else None,
+                  context_dropout=context_dropout(p["cond"]["p_uncond"]) if conditional else None)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def project(tmp_path_factory, mnist_dir):
     p["sample"].update(n_eval=80, steps=10, batch_size=40)
     p["judge"].update(epochs=1, max_images=3000, min_accuracy=0.0)
     p["compare"].update(n=20, ddim_steps=[5, 10], raw_ddim_steps=[5], batch_size=20)
+    p["cond"].update(epochs=1, guidance_scales=[0.0, 2.0], n_per_prompt=3, steps=5, batch_size=30)
     p["completion"].update(steps=5, sweep_images=4, sweep_completions=2, scales=[0.1, 0.5], batch_size=16, n_per_image=2)
     p["report"]["posterior_check_t"] = [0, 1, 49]
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
@@ -42,7 +43,7 @@ def project(tmp_path_factory, mnist_dir):
     run(git + ["add", "-A"], dst)
     run(git + ["commit", "-qm", "tiny"], dst)
     env = {**__import__("os").environ, "PYTHONPATH": str(dst)}  # the stages import this copy's ddpm
-    run([sys.executable, "-m", "dvc", "repro"], dst, env=env)
+    run([sys.executable, "-m", "dvc", "repro", "report"], dst, env=env)  # the MNIST pipeline (CelebA: test_celeba)
     return dst
 
 
@@ -60,6 +61,9 @@ def test_dvc_repro_makes_every_output(project):
     md = (project / "reports/report.md").read_text()
     assert "Assignment 1" in html and "\\tilde\\beta_t" in md and "figures/samples16.png" in md
     assert "Are they recognizable?" in md and "| ancestral | 50 | ema |" in md
+    assert "Image completion" in md and "completion/completion.png" in md and "the MNIST twin" in md
+    assert (project / "reports/completion/completion.png").stat().st_size > 1000
+    assert (project / "reports/cond_mnist/grid.png").stat().st_size > 1000
     assert len(list((project / "reports/train_mnist/plots/images/monitor").glob("epoch_*.png"))) == 2
 
 
@@ -76,7 +80,7 @@ def test_metrics_plots_and_status(project):
     assert files["reports/judge/metrics.json"]["data"]["test_accuracy"] > 0.2  # above chance (0.1) after one tiny epoch
     run([sys.executable, "-m", "dvc", "plots", "show", "-o", "plots_html"], project)
     assert (project / "plots_html" / "index.html").exists()
-    assert "up to date" in run([sys.executable, "-m", "dvc", "status"], project)
+    assert "up to date" in run([sys.executable, "-m", "dvc", "status", "report"], project)
 
 
 def test_more_epochs_resume_instead_of_restarting(project):

@@ -1,0 +1,133 @@
+"""The CelebA / CLIP path on fixtures: the official layout with generated faces, and a tiny random CLIP."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from ddpm.celeba import caption, preprocess, read_clip_data, verify_layout, write_clip_data
+from ddpm.clip import ClipEncoder, clip_score, embedding_diversity, register_config
+from ddpm.data import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CLIP = ROOT / "tests" / "fixtures" / "tiny-clip.json"
+ATTRS = ["Bald", "Bangs", "Black_Hair", "Blond_Hair", "Eyeglasses", "Male", "Smiling", "Wearing_Hat", "Young"]
+
+
+def make_celeba(folder: Path, n: int = 24) -> Path:
+    """The official layout: img_align_celeba/*.jpg (178×218), list_attr_celeba.txt, list_eval_partition.txt."""
+    rng = np.random.default_rng(0)
+    (folder / "img_align_celeba").mkdir(parents=True)
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    yy, xx = np.mgrid[0:218, 0:178]
+    for i, name in enumerate(names):  # a bright ellipse ("face") on a coloured background
+        img = np.empty((218, 178, 3), np.uint8)
+        img[:] = rng.integers(0, 255, 3)
+        face = ((xx - 89) / 50) ** 2 + ((yy - 115) / 65) ** 2 < 1
+        img[face] = rng.integers(120, 255, 3)
+        Image.fromarray(img).save(folder / "img_align_celeba" / name, quality=90)
+    attrs = rng.choice([-1, 1], size=(n, len(ATTRS)))
+    lines = [str(n), " ".join(ATTRS)] + [f"{name} " + " ".join(f"{v:2d}" for v in row) for name, row in zip(names, attrs)]
+    (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    (folder / "list_eval_partition.txt").write_text("".join(f"{name} {i % 3}\n" for i, name in enumerate(names)))
+    return folder
+
+
+def test_layout_captions_and_preprocessing(tmp_path):
+    folder = make_celeba(tmp_path / "celeba")
+    attrs = verify_layout(folder)
+    assert len(attrs) == 24 and list(attrs.columns) == ATTRS
+    row = pd.Series({a: -1 for a in ATTRS} | {"Smiling": 1, "Blond_Hair": 1, "Eyeglasses": 1})
+    assert caption(row) == "a photo of a smiling woman with blond hair and glasses"
+    assert caption(pd.Series({a: -1 for a in ATTRS} | {"Male": 1})) == "a photo of a man"
+    x = preprocess(folder, list(attrs.index[:3]), 16)
+    assert x.shape == (3, 3, 16, 16) and x.dtype == torch.uint8
+    (folder / "img_align_celeba" / "000005.jpg").unlink()
+    with pytest.raises(DataError, match="1 listed images are missing .first: 000005.jpg"):
+        verify_layout(folder)
+
+
+def test_clip_data_csv_errors_name_the_rows(tmp_path):
+    attrs = verify_layout(make_celeba(tmp_path / "celeba", 6))
+    df = write_clip_data(attrs, tmp_path / "clip-data.csv")
+    rows, emb = read_clip_data(tmp_path / "clip-data.csv", known_images=set(attrs.index))
+    assert emb is None and list(rows.columns) == ["image", "caption"] and rows["caption"].str.startswith("a photo").all()
+
+    bad = df.copy()
+    bad.loc[3, "image"] = "999999.jpg"
+    bad.to_csv(tmp_path / "unknown.csv", index=False)
+    with pytest.raises(DataError, match="unknown image names on lines 5 "):
+        read_clip_data(tmp_path / "unknown.csv", known_images=set(attrs.index))
+
+    with_emb = pd.concat([df, pd.DataFrame(np.ones((6, 4)), columns=[f"emb_{i}" for i in range(4)])], axis=1)
+    with_emb.loc[[1, 4], "emb_2"] = np.nan
+    with_emb.to_csv(tmp_path / "nan.csv", index=False)
+    with pytest.raises(DataError, match="NaN or non-numeric embeddings on lines 3, 6"):
+        read_clip_data(tmp_path / "nan.csv")
+    with_emb.fillna(0.5).to_csv(tmp_path / "dim.csv", index=False)
+    with pytest.raises(DataError, match="embeddings have 4 columns but the CLIP model gives 32"):
+        read_clip_data(tmp_path / "dim.csv", dim=32)
+    assert read_clip_data(tmp_path / "dim.csv", dim=4)[1].shape == (6, 4)
+    df.drop(columns="image").to_csv(tmp_path / "noimage.csv", index=False)
+    with pytest.raises(DataError, match="no 'image' column"):
+        read_clip_data(tmp_path / "noimage.csv")
+
+
+def test_tiny_clip_encoder():
+    name = register_config(TINY_CLIP)
+    with pytest.warns(UserWarning, match="random weights"):
+        enc = ClipEncoder(name, "none")
+    img = enc.encode_images(torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8))
+    txt = enc.encode_texts(["a photo of a man", "a photo of a woman", "x", "y"])
+    assert img.shape == txt.shape == (4, 32)
+    assert torch.allclose(img.norm(dim=1), torch.ones(4)) and clip_score(img, img).allclose(torch.ones(4))
+    assert embedding_diversity(torch.nn.functional.normalize(torch.ones(3, 32), dim=1)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.warns(UserWarning, match="truncated to CLIP's 77"):
+        enc.encode_texts(["a very long prompt " * 30])
+    with pytest.raises(ValueError, match="prompts: the list is empty"):
+        enc.encode_texts([])
+    with pytest.raises(DataError, match="clip.pretrained = '/nonexistent/w.bin': no such file"):
+        ClipEncoder(name, "/nonexistent/w.bin")
+
+
+def test_celeba_pipeline_runs_end_to_end_on_fixtures(tmp_path):
+    dst = tmp_path / "project"
+    dst.mkdir()
+    for item in ("ddpm", "stages", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / item)
+    shutil.rmtree(dst / ".dvc" / "cache", ignore_errors=True)
+    shutil.rmtree(dst / ".dvc" / "tmp", ignore_errors=True)
+    make_celeba(dst / "data" / "celeba" / "raw" / "celeba", 24)
+    p = yaml.safe_load((dst / "params.yaml").read_text())
+    p["diffusion"]["T"] = 20
+    p["celeba"].update(download=False, image_size=16)
+    p["clip"].update(model="tiny-clip", pretrained="none", config=str(TINY_CLIP), batch_size=8, chunk=10)
+    p["celeba_model"].update(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, groups=4)
+    p["celeba_train"].update(epochs=2, batch_size=8, log_every=1, warmup_steps=1, monitor_steps=3,
+                             monitor_prompts=["a photo of a man", "a photo of a woman"])
+    p["celeba_sweep"].update(guidance_scales=[0.0, 2.0], prompts=["a photo of a man", "a photo of a smiling woman"],
+                             n_per_prompt=2, steps=4, batch_size=4)
+    (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    for cmd in (["git", "init", "-q"], git + ["add", "-A"], git + ["commit", "-qm", "fixture"]):
+        subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro", "report_celeba"], cwd=dst, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(dst)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    emb = torch.load(dst / "data/celeba/clip/embeddings.pt", weights_only=True)
+    assert emb["images"].shape == (24, 32) and len(list((dst / "data/celeba/clip").glob("chunk_*.pt"))) == 3
+    assert set(emb["texts"]) == {"a photo of a man", "a photo of a woman", "a photo of a smiling woman"}
+    assert (dst / "data/celeba/clip-data.csv").read_text().startswith("image,caption")
+    samples = torch.load(dst / "data/celeba/sweep/2.0.pt", weights_only=True)["samples"]
+    assert samples.shape == (2, 2, 3, 16, 16)
+    md = (dst / "reports/celeba.md").read_text()
+    assert "| uncond |" in md and "| 2.0 |" in md and (dst / "reports/celeba/grid.png").stat().st_size > 1000
+    assert len(list((dst / "reports/train_celeba/plots/images/monitor").glob("*.png"))) == 2
