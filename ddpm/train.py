@@ -68,6 +68,7 @@ class Trainer:
         self.checkpoint, self.fingerprint, self.live, self.monitor = Path(checkpoint), fingerprint, live, monitor
         self.device = data.device
         self.ema = AveragedModel(model, avg_fn=ema_avg(cfg.ema_decay), use_buffers=True)
+        self.ema.module.eval()  # only ever sampled from: no dropout
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.epoch = 0  # completed epochs
         self.step = 0
