@@ -56,8 +56,8 @@ class Diffusion:
             t = t.expand(like.shape[0])
         return t.long()
 
-    def _alpha_bar_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """ᾱ_t with the convention ᾱ_{-1} = 1 (t may be −1: the end of a DDIM chain)."""
+    def alpha_bar_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """ᾱ_t shaped to broadcast against `like`, with ᾱ_{-1} = 1 (t may be −1: the end of a chain)."""
         t = self._check_t(t, like)
         ab = self._at("alphas_bar", t.clamp(min=0), like)
         return torch.where((t < 0).reshape(ab.shape), torch.ones_like(ab), ab)
@@ -68,7 +68,7 @@ class Diffusion:
             return list(range(self.T - 1, -1, -1))
         if not 1 <= steps <= self.T:
             raise ValueError(f"steps = {steps}: must be between 1 and T = {self.T}")
-        grid = torch.linspace(0, self.T - 1, steps, dtype=torch.float64).round().long()
+        grid = torch.linspace(self.T - 1, 0, steps, dtype=torch.float64).round().long()  # starts at T−1 even for 1 step
         return sorted(set(grid.tolist()), reverse=True)
 
     # -- forward process -----------------------------------------------------------------
@@ -115,7 +115,7 @@ class Diffusion:
         x0 = self.predict_x0(xt, t, eps, clip)
         eps = self.predict_eps(xt, t, x0)  # consistent with the clipped x̂_0
         ab_t = self._at("alphas_bar", t, xt)
-        ab_s = self._alpha_bar_at(t_prev, xt)
+        ab_s = self.alpha_bar_at(t_prev, xt)
         var = eta**2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
         mean = ab_s.sqrt() * x0 + (1 - ab_s - var).clamp(min=0).sqrt() * eps
         return mean, var.expand_as(xt)

@@ -70,7 +70,8 @@ def complete_image(
         with torch.no_grad():
             mean, var = diffusion.reverse(x, t, t_prev, eps, ancestral=ancestral, eta=eta, clip=clip)
         if guidance == "gradient" and wrt == "mean" and scale > 0:
-            grad = grad_wrt_mean(diffusion, mean, t_prev, eps, y, mask, clip)
+            x0 = diffusion.predict_x0(x, tt, eps, clip)
+            grad = grad_wrt_mean(diffusion, mean, var, t_prev, diffusion.predict_eps(x, tt, x0), y, mask)
         with torch.no_grad():
             x = mean + var.sqrt() * randn(tuple(x.shape), generator, device) if t_prev >= 0 else mean
             if guidance == "gradient" and scale > 0:
@@ -82,26 +83,35 @@ def complete_image(
     return x.clamp(-1, 1)
 
 
+def clip_straight_through(x0: torch.Tensor) -> torch.Tensor:
+    """x̂_0 clipped to [−1, 1] in value, with the gradient of the identity (a saturated pixel is still pulled toward y)."""
+    return x0 + (x0.clamp(-1, 1) - x0).detach()
+
+
 def grad_wrt_xt(diffusion: Diffusion, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
                 mask: torch.Tensor, clip: bool, **model_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """(ε̂, ∇_{x_t} L) with x̂_0 = predict_x0(x_t, t, ε_θ(x_t, t)): back-propagation through the UNet (DPS)."""
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
         eps = model(x_in, t, **model_kwargs).to(x.dtype)
-        loss = masked_sq_error(diffusion.predict_x0(x_in, t, eps, clip), y, mask)
+        x0 = diffusion.predict_x0(x_in, t, eps, clip=False)
+        loss = masked_sq_error(clip_straight_through(x0) if clip else x0, y, mask)
         grad = torch.autograd.grad(loss, x_in)[0]
     return eps.detach(), grad
 
 
-def grad_wrt_mean(diffusion: Diffusion, mean: torch.Tensor, t_prev: int, eps: torch.Tensor, y: torch.Tensor,
-                  mask: torch.Tensor, clip: bool) -> torch.Tensor:
-    """∇_μ L with x̂_0(μ) = (μ − √(1−ᾱ_{t-1}) ε̂)/√ᾱ_{t-1} (ε̂ fixed; at the last step x̂_0 = μ)."""
+def grad_wrt_mean(diffusion: Diffusion, mean: torch.Tensor, var: torch.Tensor, t_prev: int, eps: torch.Tensor,
+                  y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """∇_μ L with x̂_0(μ) = (μ − √(1 − ᾱ_s − σ²) ε̂)/√ᾱ_s, s = t_prev: the inverse of the step's own mean.
+
+    The reverse step's mean is μ = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε̂ (σ² its variance; ε̂ re-derived from the clipped
+    x̂_0), so x̂_0(μ) is exactly the step's x̂_0, and ∇_μ L = 2·y_m·(x̂_0 − y)/√ᾱ_s: no pass through the UNet.
+    At the last step (s = −1, ᾱ = 1, σ = 0) x̂_0(μ) = μ.
+    """
+    ab = diffusion.alpha_bar_at(torch.full((mean.shape[0],), t_prev, device=mean.device, dtype=torch.long), mean)
     with torch.enable_grad():
         mu = mean.detach().requires_grad_(True)
-        if t_prev >= 0:
-            x0 = diffusion.predict_x0(mu, torch.full((mu.shape[0],), t_prev, device=mu.device, dtype=torch.long), eps, clip)
-        else:
-            x0 = mu.clamp(-1, 1) if clip else mu
+        x0 = (mu - (1 - ab - var).clamp(min=0).sqrt() * eps) / ab.sqrt()
         return torch.autograd.grad(masked_sq_error(x0, y, mask), mu)[0]
 
 
@@ -146,7 +156,8 @@ def completion_quality(completions: torch.Tensor, originals: torch.Tensor, masks
     pair = []
     for a in range(k):
         for b in range(a + 1, k):
-            d = ((completions[:, a] - completions[:, b]) ** 2 * (1 - masks)).flatten(1).sum(1)
-            pair.append((d / (1 - masks).flatten(1).sum(1).clamp(min=1)).sqrt())
+            unseen = (1 - masks).expand_as(completions[:, a])
+            d = ((completions[:, a] - completions[:, b]) ** 2 * unseen).flatten(1).sum(1)
+            pair.append((d / unseen.flatten(1).sum(1).clamp(min=1)).sqrt())
     diversity = torch.stack(pair).mean().item() if pair else 0.0
     return {"mse_visible": visible.item(), "mse_hidden": hidden.item(), "diversity": diversity}

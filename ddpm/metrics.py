@@ -86,3 +86,10 @@ def score(probs: torch.Tensor, features: torch.Tensor, reference: torch.Tensor) 
 
 
 MAX_COVERAGE = math.log(10)
+HELD_OUT = 5000  # the first 5000 test digits are the floor row; the last 5000 are every row's reference
+
+
+def split_test(test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-out real digits, reference digits): disjoint halves of the test set, so that the floor row
+    (held-out against reference) and the model rows (samples against reference) use the same N and reference."""
+    return test[:HELD_OUT], test[HELD_OUT:]

@@ -117,7 +117,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "sample": {
         "n_grid": integer(1, 1024),
-        "n_eval": integer(2),
+        "n_eval": integer(2, 5000),
         "steps": integer(1),
         "eta": real(0),
         "batch_size": integer(1),
@@ -139,7 +139,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
     "compare": {
-        "n": integer(2),
+        "n": integer(2, 5000),
         "ancestral": choice(True, False),
         "ddim_steps": int_list(1, nonempty=False),
         "raw_ddim_steps": int_list(1, nonempty=False),
@@ -246,7 +246,11 @@ def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
     cs = p.get("celeba_sweep")
     if cs and d and cs["steps"] > d["T"]:
         raise ParamError(f"params.yaml: celeba_sweep.steps = {cs['steps']}: must be ≤ diffusion.T = {d['T']}")
-    s, d = p.get("sample"), p.get("diffusion")
+    for name in ("train", "celeba_train"):
+        tr = p.get(name)
+        if tr and d and tr["monitor_steps"] > d["T"]:
+            raise ParamError(f"params.yaml: {name}.monitor_steps = {tr['monitor_steps']}: must be ≤ diffusion.T = {d['T']}")
+    s = p.get("sample")
     if s and d and s["steps"] > d["T"]:
         raise ParamError(f"params.yaml: sample.steps = {s['steps']}: must be ≤ diffusion.T = {d['T']}")
     cc = p.get("completion")

@@ -239,7 +239,7 @@ def recognizable_answer(m: dict[str, Any]) -> str:
 
 
 def recognizable_section(m: dict[str, Any], judge_accuracy: float) -> str:
-    rows = [{"row": name, "N": m["n"] if name != "floor_real_test" else m["n_reference"] // 2,
+    rows = [{"row": name, "N": m["n"],
              **{k: m[name][k] for k in ("fid_clf", "recognizable", "coverage")}}
             for name in ("model", "floor_real_test", "blurred_test", "noise")]
     mem = m["memorization"]
@@ -247,11 +247,11 @@ def recognizable_section(m: dict[str, Any], judge_accuracy: float) -> str:
 {recognizable_answer(m)}
 
 The judge is a small CNN trained in the pipeline (test accuracy **{100 * judge_accuracy:.2f} %**). Its 64-d
-penultimate features replace Inception's: `fid_clf` is the Fréchet distance in that space to the
-{m['n_reference']} MNIST test images (not comparable with Inception FID). `recognizable` is the share of images whose top
+penultimate features replace Inception's: `fid_clf` is the Fréchet distance in that space to a reference of
+{m['n_reference']} MNIST test images (not comparable with Inception FID; every row uses the same N and reference). `recognizable` is the share of images whose top
 class probability is ≥ 0.9; `coverage` the entropy of the predicted-class histogram (log 10 = {MAX_COVERAGE:.3f} is uniform).
-Reference rows: real test digits (one half against the other: the floor), the same test digits blurred (σ given in the
-settings), and uniform noise (the scale).
+Reference rows: N held-out real test digits (the other half of the test set: the floor), the same digits blurred
+(σ given in the settings), and uniform noise (the scale).
 
 {table_markdown(rows, {'fid_clf': '.2f', 'recognizable': '.3f', 'coverage': '.3f'})}
 

@@ -161,9 +161,9 @@ class Trainer:
                       "seconds": time.time() - t0, "images_per_s": len(self.data) / (time.time() - t0)}
             self.history.append(record)
             self._log({"epoch/loss": record["loss"], "epoch/images_per_s": record["images_per_s"]})
+            self.save()  # before monitoring, so that a failing monitor loses no training
             if self.monitor is not None:
                 self.monitor(self.ema.module, self.epoch)
-            self.save()
             if self.live is not None:
                 self.live.sync()
             print(f"epoch {self.epoch}: loss {record['loss']:.4f}, {record['images_per_s']:.0f} images/s")

@@ -3,6 +3,8 @@ embeddings of the monitoring and sampling prompts. Embeddings given in clip-data
 """
 from pathlib import Path
 
+import hashlib
+
 import torch
 from tqdm.auto import tqdm
 
@@ -24,7 +26,9 @@ def main() -> None:
     data = load_torch(DATA / "images.pt", "preprocessed faces")
     names, images = data["names"], data["images"]
     _, given = read_clip_data(DATA / "clip-data.csv", dim=encoder.dim)
-    key = {"model": name, "pretrained": cp["pretrained"], "names": len(names)}
+    # a chunk is reused only if made by the same CLIP from the same faces at the same offsets
+    key = {"model": name, "pretrained": cp["pretrained"], "chunk": cp["chunk"], "shape": list(images.shape),
+           "names": hashlib.sha256("\n".join(names).encode()).hexdigest()}
     if given is not None:
         embeddings = torch.from_numpy(given[: len(names)])
         embeddings = embeddings / embeddings.norm(dim=1, keepdim=True)
@@ -34,7 +38,7 @@ def main() -> None:
         for c, start in enumerate(tqdm(range(0, len(names), cp["chunk"]), desc="CLIP image embeddings")):
             path = OUT / f"chunk_{c:05d}.pt"
             saved = torch.load(path, weights_only=True) if path.exists() else None
-            if saved is None or saved["key"] != key:  # not done yet, or made by another model
+            if saved is None or saved["key"] != key:  # not done yet, or made from other faces or another model
                 part = images[start:start + cp["chunk"]]
                 emb = torch.cat([encoder.encode_images(part[i:i + cp["batch_size"]])
                                  for i in range(0, len(part), cp["batch_size"])])

@@ -10,7 +10,7 @@ from ddpm.data import load_mnist
 from ddpm.factory import pick_device
 from ddpm.io import load_torch, save_json, save_torch
 from ddpm.judge import judge_images, load_judge
-from ddpm.metrics import check_samples, class_histogram, memorization, score
+from ddpm.metrics import check_samples, class_histogram, memorization, score, split_test
 
 RAW, SAMPLES, JUDGE = Path("data/mnist/raw"), Path("data/mnist/samples"), Path("data/mnist/judge/judge.pt")
 OUT, METRICS = Path("data/mnist/eval/judged.pt"), Path("reports/evaluate/metrics.json")
@@ -24,23 +24,24 @@ def main() -> None:
     test, _ = load_mnist(RAW, "test")
     train, _ = load_mnist(RAW, "train")
     n = len(samples)
-    test_out = judge_images(judge, test)
+    held_out, ref_images = split_test(test)
+    if n > len(held_out):
+        raise ValueError(f"{SAMPLES / 'eval.pt'}: {n} samples; at most {len(held_out)} (the held-out half of the test set)")
+    reference = judge_images(judge, ref_images).features
     g = torch.Generator().manual_seed(ep["seed"])
-    rows = {  # each row is scored against the features of the whole test set (10 000 images)
+    rows = {  # every row: N images against the same reference half of the test set
         "model": samples,
+        "floor_real_test": held_out[:n],
         "noise": torch.rand(n, 1, 28, 28, generator=g) * 2 - 1,
-        "blurred_test": gaussian_blur(test[:n], kernel_size=9, sigma=ep["blur_sigma"]),
+        "blurred_test": gaussian_blur(held_out[:n], kernel_size=9, sigma=ep["blur_sigma"]),
     }
-    metrics, judged = {"n": n, "n_reference": len(test)}, {}
+    metrics, judged = {"n": n, "n_reference": len(ref_images)}, {}
     for name, images in rows.items():
         out = judge_images(judge, images)
-        metrics[name] = score(out.probs, out.features, test_out.features)
+        metrics[name] = score(out.probs, out.features, reference)
         judged[name] = out.probs
-    # the floor: one half of the real test set against the other half (5000 vs 5000)
-    half = len(test) // 2
-    metrics["floor_real_test"] = score(test_out.probs[:half], test_out.features[:half], test_out.features[half:])
     metrics["model"]["class_histogram"] = class_histogram(judged["model"]).tolist()
-    metrics["memorization"] = memorization(samples, test[:n], train)
+    metrics["memorization"] = memorization(samples, held_out[:n], train)
     judged["grid"] = judge_images(judge, grid).probs
     save_torch(judged, OUT)
     save_json(metrics, METRICS)

@@ -18,7 +18,8 @@ def main() -> None:
     p = params.load(["celeba_train", "celeba_sweep", "clip"])
     sp = p["celeba_sweep"]
     names = [str(w) for w in sp["guidance_scales"]]
-    rows = [json.loads((SWEEP / f"{n}.json").read_text()) for n in names + ["uncond"]]
+    by_name = {n: json.loads((SWEEP / f"{n}.json").read_text()) for n in names + ["uncond"]}
+    rows = list(by_name.values())
     samples = {n: load_torch(SAMPLES / f"{n}.pt", "sweep samples")["samples"] for n in names + ["uncond"]}
     history = load_torch(CHECKPOINT, "training checkpoint")["history"]
     n_train = round(history[-1]["images_per_s"] * history[-1]["seconds"])
@@ -28,14 +29,16 @@ def main() -> None:
                                   math.ceil(n_train / batch)), FIG / "loss.png", dpi=130)
     save_figure(clip_sweep_figure(rows), FIG / "sweep.png", dpi=130)
     save_figure(guidance_grid_figure(sp["prompts"], {n: samples[n][:, 0] for n in names}), FIG / "grid.png", dpi=120)
-    best = max(rows[:-1], key=lambda r: r["clip_score"])
-    prompted = samples[str(best["guidance"])].flatten(0, 1)
+    best_name = max(names, key=lambda n: by_name[n]["clip_score"])
+    best = by_name[best_name]
+    prompted = samples[best_name].flatten(0, 1)
     save_figure(image_grid_figure(prompted, sp["n_per_prompt"], f"Prompted faces at w = {best['guidance']:g} (a row per prompt)"),
                 FIG / "prompted.png", dpi=120)
     save_figure(image_grid_figure(samples["uncond"].flatten(0, 1), 8, "Unconditional faces"), FIG / "unconditional.png", dpi=120)
     monitors = sorted((LIVE / "images" / "monitor").glob("epoch_*.png"))
     if monitors:
         save_figure(monitor_figure(monitors), FIG / "monitor.png", dpi=110)
+    save_json([{k: r[k] for k in ("guidance", "clip_score", "diversity")} for r in rows[:-1]], FIG / "clip_vs_scale.json")
     save_json({"best_guidance": best["guidance"], "best_clip_score": best["clip_score"],
                "clip_score_uncond": rows[-1]["clip_score"]}, FIG / "metrics.json")
     table = table_markdown([{"guidance w": str(r["guidance"]), **{k: r[k] for k in ("clip_score", "diversity", "n", "seconds")}}

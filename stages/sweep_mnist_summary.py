@@ -27,15 +27,17 @@ def main() -> None:
               OUT / "tradeoff.json")
     best = max(scaled, key=lambda r: r["accuracy"])
     uncond = rows[-1]
+    plain = min(scaled, key=lambda r: r["guidance"])  # the smallest w (w = 0: the plain conditional model)
     save_json({"best_guidance": best["guidance"], "best_accuracy": best["accuracy"],
-               "accuracy_w0": scaled[0]["accuracy"], "fid_clf_w0": scaled[0]["fid_clf"],
+               "smallest_guidance": plain["guidance"], "accuracy_smallest_guidance": plain["accuracy"],
+               "fid_clf_smallest_guidance": plain["fid_clf"],
                "fid_clf_uncond": uncond["fid_clf"], "coverage_uncond": uncond["coverage"]}, OUT / "metrics.json")
     save_figure(tradeoff_figure(scaled, uncond), OUT / "tradeoff.png", dpi=130)
     grids = {w: load_torch(SAMPLES / f"{w}.pt", "sweep samples") for w in names[:-1]}
     first = next(iter(grids.values()))
     save_figure(guidance_grid_figure(first["prompts"], {w: g["samples"][:, 0] for w, g in grids.items()}),
                 OUT / "grid.png", dpi=120)
-    print(f"best guidance {best['guidance']}: accuracy {best['accuracy']:.3f}; w=0 {scaled[0]['accuracy']:.3f}")
+    print(f"best guidance {best['guidance']}: accuracy {best['accuracy']:.3f}; w={plain['guidance']} {plain['accuracy']:.3f}")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ def main() -> None:
     device = pick_device(tp["device"])
     images = load_torch(DATA, "preprocessed faces")["images"][: tp["max_images"] or None]
     emb = load_torch(EMB, "CLIP embeddings")
-    context = emb["images"][: len(images)].float()
-    if len(context) != len(images):
+    context = emb["images"].float()
+    if len(context) < len(images):
         raise ValueError(f"{EMB}: {len(context)} image embeddings for {len(images)} faces; re-run dvc repro embed_clip")
+    context = context[: len(images)]
     diffusion = make_diffusion(p["diffusion"])
     torch.manual_seed(tp["seed"])
     size = images.shape[-1]
@@ -41,7 +42,8 @@ def main() -> None:
         trainer.live.log_image(f"monitor/epoch_{epoch:03d}.png", image_grid_pil(grid, nrow=len(grid)))
 
     trainer = Trainer(model, diffusion, images.to(device), TrainConfig.from_params(tp, autocast_dtype(tp["amp"], device)),
-                      CHECKPOINT, fingerprint(p["diffusion"], p["celeba_model"], tp, n_images=len(images)),
+                      CHECKPOINT, fingerprint(p["diffusion"], p["celeba_model"], tp, n_images=len(images), image_size=size,
+                                              clip=emb["model"], context_dim=context.shape[1]),
                       monitor=monitor, transform=lambda x: random_hflip(to_model_range(x)))
     print(f"training on {device} ({len(images)} faces, {sum(q.numel() for q in model.parameters()) / 1e6:.2f} M parameters, "
           f"{context.shape[1]}-d CLIP context)")

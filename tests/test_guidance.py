@@ -42,16 +42,39 @@ def test_gradient_through_the_unet_matches_finite_differences(setup):
 def test_gradient_wrt_the_mean_matches_finite_differences(setup):
     d, _, y, mask = setup
     mean, eps = torch.randn(2, 1, 28, 28, dtype=torch.float64), torch.randn(2, 1, 28, 28, dtype=torch.float64)
-    t_prev = 30
+    t_prev, var = 30, torch.full((2, 1, 28, 28), 0.01, dtype=torch.float64)
+    ab = d.alphas_bar[t_prev].item()
 
     def loss(m):
-        tp = torch.full((2,), t_prev)
-        return masked_sq_error(d.predict_x0(m, tp, eps, clip=False), y, mask).item()
+        return masked_sq_error((m - (1 - ab - var).sqrt() * eps) / ab**0.5, y, mask).item()
 
-    grad = grad_wrt_mean(d, mean, t_prev, eps, y, mask, clip=False)
+    grad = grad_wrt_mean(d, mean, var, t_prev, eps, y, mask)
     for fd, v in finite_difference(loss, mean):
         assert (grad * v).sum().item() == pytest.approx(fd, rel=1e-6, abs=1e-8)
     assert torch.all(grad[mask.expand_as(grad) == 0] == 0)  # hidden pixels get no direct pull
+
+
+@pytest.mark.parametrize("ancestral, t, t_prev", [(True, 40, 39), (False, 40, 20), (False, 5, -1)])
+def test_the_mean_route_differentiates_the_steps_own_x0(setup, ancestral, t, t_prev):
+    """x̂_0(μ) inverts the reverse step's mean, so the loss is taken at the x̂_0 the sampler used."""
+    d, model, y, mask = setup
+    x = torch.randn(2, 1, 28, 28, dtype=torch.float64) * 2
+    tt = torch.full((2,), t)
+    eps = model(x, tt).detach()
+    mean, var = d.reverse(x, t, t_prev, eps, ancestral=ancestral, eta=1.0, clip=True)
+    x0 = d.predict_x0(x, tt, eps, clip=True)
+    grad = grad_wrt_mean(d, mean, var, t_prev, d.predict_eps(x, tt, x0), y, mask)
+    ab = d.alphas_bar[t_prev].item() if t_prev >= 0 else 1.0
+    assert torch.allclose(grad, 2 * mask * (x0 - y) / ab**0.5, atol=1e-8)
+
+
+def test_a_saturated_x0_still_pulls_toward_y(setup):
+    """With clip=True the loss sees the clipped x̂_0, but its gradient passes straight through the clip."""
+    d, model, y, mask = setup
+    x, t = 50 * torch.ones(2, 1, 28, 28, dtype=torch.float64), torch.tensor([10, 10])  # x̂_0 ≫ 1 everywhere
+    assert d.predict_x0(x, t, model(x, t), clip=False).min() > 1
+    _, grad = grad_wrt_xt(d, model, x, t, y, mask, clip=True)
+    assert grad[mask.expand_as(grad) == 1].abs().min() > 0
 
 
 def gaussian_eps(d: Diffusion, std: float):
@@ -137,3 +160,7 @@ def test_half_tasks_and_quality():
     noisy = perfect + 0.1 * torch.randn_like(perfect)
     q = completion_quality(noisy, images[idx], masks)
     assert q["mse_visible"] == pytest.approx(0.01, rel=0.1) and q["diversity"] == pytest.approx(0.1 * 2**0.5, rel=0.1)
+    colour = torch.rand(4, 3, 3, 8, 8)  # RMS difference per pixel does not grow with the channel count
+    q1 = completion_quality(colour[:, :, :1], colour[:, 0, :1], torch.zeros(4, 1, 8, 8))
+    q3 = completion_quality(colour, colour[:, 0], torch.zeros(4, 1, 8, 8))
+    assert q3["diversity"] == pytest.approx(q1["diversity"], rel=0.15)
