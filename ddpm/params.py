@@ -168,6 +168,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "prompts": str_list(),
         "n_per_prompt": integer(1),
         "steps": integer(1),
+        "eta": real(0),
         "batch_size": integer(1),
         "seed": integer(0),
         "device": choice("auto", "cuda", "mps", "cpu"),

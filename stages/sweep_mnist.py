@@ -41,7 +41,7 @@ def main() -> None:
     t0 = time.time()
     context = digit_context(wanted) * (0.0 if unconditional else 1.0)  # a dropped context is a zero vector
     x = sample_with_context(diffusion, model, context, (1, 28, 28), w, cp["batch_size"],
-                            generator=g, steps=steps)
+                            generator=g, steps=steps, eta=cp["eta"])
     seconds = time.time() - t0
     out = judge_images(judge, x)
     result = {"guidance": "uncond" if unconditional else w, "accuracy": float((out.probs.argmax(1) == wanted).float().mean()),
