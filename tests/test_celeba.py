@@ -1,5 +1,4 @@
 """The CelebA / CLIP path on fixtures: the official layout with generated faces, and a tiny random CLIP."""
-import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from PIL import Image
 from ddpm.celeba import caption, preprocess, read_clip_data, verify_layout, write_clip_data
 from ddpm.clip import ClipEncoder, clip_score, embedding_diversity, register_config
 from ddpm.data import DataError
+from tests.conftest import stage_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CLIP = ROOT / "tests" / "fixtures" / "tiny-clip.json"
@@ -120,7 +120,7 @@ def test_celeba_pipeline_runs_end_to_end_on_fixtures(tmp_path):
     for cmd in (["git", "init", "-q"], git + ["add", "-A"], git + ["commit", "-qm", "fixture"]):
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
     r = subprocess.run([sys.executable, "-m", "dvc", "repro", "report_celeba"], cwd=dst, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(dst)})
+                       env=stage_env(dst))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     emb = torch.load(dst / "data/celeba/clip/embeddings.pt", weights_only=True)
     assert emb["images"].shape == (24, 32) and len(list((dst / "data/celeba/clip").glob("chunk_*.pt"))) == 3

@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import stage_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,7 +44,7 @@ def project(tmp_path_factory, mnist_dir):
     run(["git", "init", "-q"], dst)
     run(git + ["add", "-A"], dst)
     run(git + ["commit", "-qm", "tiny"], dst)
-    env = {**__import__("os").environ, "PYTHONPATH": str(dst)}  # the stages import this copy's ddpm
+    env = stage_env(dst)
     run([sys.executable, "-m", "dvc", "repro", "report"], dst, env=env)  # the MNIST pipeline (CelebA: test_celeba)
     return dst
 
@@ -87,7 +89,7 @@ def test_more_epochs_resume_instead_of_restarting(project):
     p = yaml.safe_load((project / "params.yaml").read_text())
     p["train"]["epochs"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    env = {**__import__("os").environ, "PYTHONPATH": str(project)}
+    env = stage_env(project)
     out = run([sys.executable, "-m", "dvc", "repro", "train_mnist"], project, env=env)
     assert "resuming after epoch 2" in out
     assert torch.load(project / "data/mnist/model/checkpoint.pt", weights_only=True)["epoch"] == 3
