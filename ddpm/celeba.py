@@ -3,7 +3,6 @@ and `clip-data.csv`, the list of training images (with optional captions and pre
 """
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -153,7 +152,3 @@ def random_hflip(x: torch.Tensor) -> torch.Tensor:
     """Flip half the faces left–right (faces, unlike digits, are symmetric)."""
     flip = torch.rand(len(x), device=x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
-
-
-def n_chunks(n: int, chunk: int) -> int:
-    return math.ceil(n / chunk)

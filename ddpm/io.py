@@ -53,14 +53,6 @@ def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
         fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
 
 
-def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 4, padding: int = 2) -> None:
-    """Write images in [−1, 1], shape (N, C, H, W), as one PNG grid."""
-    from torchvision.utils import save_image
-
-    with atomic_path(path) as tmp:
-        save_image((images.float().clamp(-1, 1) + 1) / 2, tmp, nrow=nrow, padding=padding, format="png")
-
-
 def load_torch(path: str | os.PathLike, what: str) -> Any:
     """torch.load with a one-line error naming the file when it is missing or unreadable."""
     path = Path(path)

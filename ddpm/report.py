@@ -14,10 +14,8 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .io import save_figure, save_text  # noqa: E402
+from .io import save_figure, save_text  # noqa: E402,F401  (the stages take save_figure from here too)
 from .metrics import MAX_COVERAGE  # noqa: E402
-
-__all__ = ["save_figure"]  # re-exported for the stages
 
 sns.set_theme(style="whitegrid", context="notebook")
 
