@@ -28,9 +28,15 @@ def register_config(path: Path | str) -> str:
 class ClipEncoder:
     """L2-normalized CLIP embeddings of uint8 images (N, 3, H, W) and of text prompts."""
 
+    @classmethod
+    def from_params(cls, cp: dict, device: torch.device | str = "cpu") -> "ClipEncoder":
+        """From the `clip` params section: a registered custom config (clip.config) or a named open_clip model."""
+        return cls(register_config(cp["config"]) if cp["config"] else cp["model"], cp["pretrained"], device)
+
     def __init__(self, model_name: str, pretrained: str | None, device: torch.device | str = "cpu") -> None:
         import open_clip
 
+        self.name = model_name
         if pretrained in (None, "", "none"):
             warnings.warn(f"CLIP {model_name} with random weights (clip.pretrained = none): its embeddings carry no meaning",
                           stacklevel=2)

@@ -53,6 +53,13 @@ def judge_images(judge: Judge, x: torch.Tensor, batch_size: int = 1000) -> Judge
     return JudgeOutput(torch.cat(feats), torch.cat(probs))
 
 
+def reference_features(judge: Judge, test: torch.Tensor) -> torch.Tensor:
+    """The judge's features of the reference half of the test set: what every fid_clf is measured against."""
+    from .metrics import split_test
+
+    return judge_images(judge, split_test(test)[1]).features
+
+
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Translate each image by up to ±max_shift pixels (zero padding = background −1); no flips for digits."""
     n = len(x)

@@ -10,8 +10,8 @@ from ddpm.data import load_mnist
 from ddpm.diffusion import sample_batched
 from ddpm.factory import make_diffusion, make_unet, pick_device
 from ddpm.io import save_json
-from ddpm.judge import judge_images, load_judge
-from ddpm.metrics import score, split_test
+from ddpm.judge import judge_images, load_judge, reference_features
+from ddpm.metrics import score
 from ddpm.train import load_ema_model
 
 RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
@@ -25,7 +25,7 @@ def main() -> None:
     diffusion = make_diffusion(p["diffusion"])
     judge = load_judge(JUDGE, device)
     test, _ = load_mnist(RAW, "test")
-    reference = judge_images(judge, split_test(test)[1]).features
+    reference = reference_features(judge, test)
     configs = [("ema", None)] if cp["ancestral"] else []
     configs += [("ema", s) for s in cp["ddim_steps"]] + [("raw", s) for s in cp["raw_ddim_steps"]]
     checkpoint_key = {"ema": "ema", "raw": "model"}

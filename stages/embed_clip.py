@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from ddpm import params
 from ddpm.celeba import read_clip_data
 from ddpm.cli import run_stage
-from ddpm.clip import ClipEncoder, register_config
+from ddpm.clip import ClipEncoder
 from ddpm.factory import pick_device
 from ddpm.io import load_torch, save_torch
 
@@ -21,8 +21,8 @@ DATA, OUT = Path("data/celeba"), Path("data/celeba/clip")
 def main() -> None:
     p = params.load(["clip", "celeba_train", "celeba_sweep"])
     cp = p["clip"]
-    name = register_config(cp["config"]) if cp["config"] else cp["model"]
-    encoder = ClipEncoder(name, cp["pretrained"], pick_device(cp["device"]))
+    encoder = ClipEncoder.from_params(cp, pick_device(cp["device"]))
+    name = encoder.name
     data = load_torch(DATA / "images.pt", "preprocessed faces")
     names, images = data["names"], data["images"]
     _, given = read_clip_data(DATA / "clip-data.csv", dim=encoder.dim)

@@ -10,7 +10,7 @@ import torch
 
 from ddpm import params
 from ddpm.cli import run_stage
-from ddpm.clip import ClipEncoder, clip_score, embedding_diversity, register_config
+from ddpm.clip import ClipEncoder, clip_score, embedding_diversity
 from ddpm.conditional import sample_with_context
 from ddpm.factory import make_diffusion, make_unet, pick_device
 from ddpm.io import load_torch, save_json, save_torch
@@ -38,7 +38,7 @@ def main() -> None:
                             sp["batch_size"], generator=g, steps=None if sp["steps"] == diffusion.T else sp["steps"])
     seconds = time.time() - t0
     cp = p["clip"]
-    encoder = ClipEncoder(register_config(cp["config"]) if cp["config"] else cp["model"], cp["pretrained"], device)
+    encoder = ClipEncoder.from_params(cp, device)
     image_emb = encoder.encode_images(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
     per_prompt = image_emb.view(len(sp["prompts"]), sp["n_per_prompt"], -1)
     result = {"guidance": "uncond" if unconditional else w, "clip_score": float(clip_score(image_emb, text).mean()),

@@ -15,8 +15,8 @@ from ddpm.conditional import digit_context, parse_digit_prompt, sample_with_cont
 from ddpm.data import load_mnist
 from ddpm.factory import make_diffusion, make_unet, pick_device
 from ddpm.io import save_json, save_torch
-from ddpm.judge import judge_images, load_judge
-from ddpm.metrics import score, split_test
+from ddpm.judge import judge_images, load_judge, reference_features
+from ddpm.metrics import score
 from ddpm.train import load_ema_model
 
 RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model_cond/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
@@ -34,7 +34,7 @@ def main() -> None:
     diffusion = make_diffusion(p["diffusion"])
     model = load_ema_model(CHECKPOINT, make_unet(p["model"], 1, diffusion.T, context_dim=10)).to(device)
     judge = load_judge(JUDGE, device)
-    reference = judge_images(judge, split_test(load_mnist(RAW, "test")[0])[1]).features
+    reference = reference_features(judge, load_mnist(RAW, "test")[0])
     wanted = torch.tensor(digits).repeat_interleave(cp["n_per_prompt"])
     steps = None if cp["steps"] == diffusion.T else cp["steps"]
     g = torch.Generator(device).manual_seed(cp["seed"])
