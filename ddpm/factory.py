@@ -1,9 +1,11 @@
 """Build the library's objects from plain dicts (the params.yaml sections a stage has validated)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .diffusion import Diffusion
 from .schedule import named_betas
@@ -45,3 +47,27 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+class Autocast(nn.Module):
+    """A noise predictor run under torch.autocast(dtype), returning float32 so that samplers do their math in fp32."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.model(x, t, **kwargs).float()
+
+
+def with_autocast(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+    """`model` under bf16 (or `dtype`) autocast for sampling; unchanged when dtype is None (amp off)."""
+    return model if dtype is None else Autocast(model, dtype)
+
+
+def load_for_sampling(checkpoint: Path, model: nn.Module, device: torch.device, amp: str, which: str = "ema") -> nn.Module:
+    """The EMA (or raw) weights of a training checkpoint, on `device`, under bf16 autocast when `amp` asks for it."""
+    from .train import load_ema_model
+
+    return with_autocast(load_ema_model(checkpoint, model, which).to(device), autocast_dtype(amp, device))

@@ -81,6 +81,8 @@ def _range(lo: Any, hi: Any) -> str:
     return f"≥ {lo}" if lo is not None else (f"≤ {hi}" if hi is not None else "")
 
 
+AMP = choice("auto", "bf16", "off")  # bf16 autocast: auto = on CUDA only
+
 SCHEMA: dict[str, dict[str, Check]] = {
     "data": {
         "sources": str_list(),
@@ -107,7 +109,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "warmup_steps": integer(0),
         "ema_decay": real(0, 1, hi_open=True),
         "grad_clip": real(0, lo_open=True),
-        "amp": choice("auto", "bf16", "off"),
+        "amp": AMP,
         "max_images": integer(0),
         "seed": integer(0),
         "log_every": integer(1),
@@ -122,6 +124,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "eta": real(0),
         "batch_size": integer(1),
         "seed": integer(0),
+        "amp": AMP,
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
     "judge": {
@@ -145,6 +148,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "raw_ddim_steps": int_list(1, nonempty=False),
         "batch_size": integer(1),
         "seed": integer(0),
+        "amp": AMP,
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
     "completion": {
@@ -159,6 +163,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "scales": real_list(0.0),
         "batch_size": integer(1),
         "seed": integer(0),
+        "amp": AMP,
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
     "cond": {
@@ -171,6 +176,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "eta": real(0),
         "batch_size": integer(1),
         "seed": integer(0),
+        "amp": AMP,
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
     "report": {
@@ -204,6 +210,7 @@ SCHEMA["celeba_sweep"] = {
     "steps": integer(1),
     "batch_size": integer(1),
     "seed": integer(0),
+    "amp": AMP,
     "device": choice("auto", "cuda", "mps", "cpu"),
 }
 

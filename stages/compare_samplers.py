@@ -8,11 +8,10 @@ from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.data import load_mnist
 from ddpm.diffusion import sample_batched
-from ddpm.factory import make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
 from ddpm.io import save_json
 from ddpm.judge import judge_images, load_judge, reference_features
 from ddpm.metrics import score
-from ddpm.train import load_ema_model
 
 RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
 OUT = Path("reports/compare")
@@ -29,7 +28,7 @@ def main() -> None:
     configs = [("ema", None)] if cp["ancestral"] else []
     configs += [("ema", s) for s in cp["ddim_steps"]] + [("raw", s) for s in cp["raw_ddim_steps"]]
     checkpoint_key = {"ema": "ema", "raw": "model"}
-    models = {w: load_ema_model(CHECKPOINT, make_unet(p["model"], 1, diffusion.T), checkpoint_key[w]).to(device)
+    models = {w: load_for_sampling(CHECKPOINT, make_unet(p["model"], 1, diffusion.T), device, cp["amp"], checkpoint_key[w])
               for w in {w for w, _ in configs}}
     rows = []
     for weights, steps in configs:

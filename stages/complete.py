@@ -7,11 +7,10 @@ import torch
 from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.data import load_mnist
-from ddpm.factory import make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
 from ddpm.guidance import half_mask
 from ddpm.io import save_figure, save_json, save_torch
 from ddpm.report import completion_figure
-from ddpm.train import load_ema_model
 
 RAW, CHECKPOINT = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt")
 SUMMARY, OUT = Path("reports/completion/metrics.json"), Path("reports/completion")
@@ -25,7 +24,7 @@ def main() -> None:
         scale = json.loads(SUMMARY.read_text())[f"best_scale_{cp['wrt']}"]
     device = pick_device(cp["device"])
     diffusion = make_diffusion(p["diffusion"])
-    model = load_ema_model(CHECKPOINT, make_unet(p["model"], 1, diffusion.T)).to(device)
+    model = load_for_sampling(CHECKPOINT, make_unet(p["model"], 1, diffusion.T), device, cp["amp"])
     test, labels = load_mnist(RAW, "test")
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(cp["figure_seed"]))[:6]
     masks = torch.cat([half_mask(test.shape, "bottom")] * 3 + [half_mask(test.shape, "top")] * 3)

@@ -11,11 +11,10 @@ import torch
 from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.data import load_mnist
-from ddpm.factory import make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
 from ddpm.guidance import completion_quality, half_tasks
 from ddpm.io import save_json
 from ddpm.judge import judge_images, load_judge
-from ddpm.train import load_ema_model
 
 RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
 OUT = Path("reports/completion/sweep")
@@ -29,7 +28,7 @@ def main() -> None:
     cp = p["completion"]
     device = pick_device(cp["device"])
     diffusion = make_diffusion(p["diffusion"])
-    model = load_ema_model(CHECKPOINT, make_unet(p["model"], 1, diffusion.T)).to(device)
+    model = load_for_sampling(CHECKPOINT, make_unet(p["model"], 1, diffusion.T), device, cp["amp"])
     judge = load_judge(JUDGE, device)
     test, labels = load_mnist(RAW, "test")
     idx, y, masks = half_tasks(test, cp["sweep_images"], cp["seed"])

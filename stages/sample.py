@@ -7,9 +7,8 @@ import torch
 from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.diffusion import sample_batched
-from ddpm.factory import make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
 from ddpm.io import atomic_path, image_grid_pil, save_json, save_torch
-from ddpm.train import load_ema_model
 
 CHECKPOINT, OUT = Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/samples")
 
@@ -19,7 +18,7 @@ def main() -> None:
     sp = p["sample"]
     device = pick_device(sp["device"])
     diffusion = make_diffusion(p["diffusion"])
-    model = load_ema_model(CHECKPOINT, make_unet(p["model"], 1, diffusion.T)).to(device)
+    model = load_for_sampling(CHECKPOINT, make_unet(p["model"], 1, diffusion.T), device, sp["amp"])
     g = torch.Generator(device).manual_seed(sp["seed"])
     steps = None if sp["steps"] == diffusion.T else sp["steps"]
 

@@ -12,9 +12,8 @@ from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.clip import ClipEncoder, clip_score, embedding_diversity
 from ddpm.conditional import sample_with_context
-from ddpm.factory import make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
 from ddpm.io import load_torch, save_json, save_torch
-from ddpm.train import load_ema_model
 
 EMB, CHECKPOINT = Path("data/celeba/clip/embeddings.pt"), Path("data/celeba/model/checkpoint.pt")
 
@@ -30,7 +29,7 @@ def main() -> None:
     emb = load_torch(EMB, "CLIP embeddings")
     text = torch.stack([emb["texts"][q] for q in sp["prompts"]]).repeat_interleave(sp["n_per_prompt"], 0)
     diffusion = make_diffusion(p["diffusion"])
-    model = load_ema_model(CHECKPOINT, make_unet(p["celeba_model"], 3, diffusion.T, context_dim=emb["dim"])).to(device)
+    model = load_for_sampling(CHECKPOINT, make_unet(p["celeba_model"], 3, diffusion.T, context_dim=emb["dim"]), device, sp["amp"])
     size = p["celeba"]["image_size"]
     g = torch.Generator(device).manual_seed(sp["seed"])
     t0 = time.time()

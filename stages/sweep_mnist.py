@@ -13,11 +13,10 @@ from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.conditional import digit_context, parse_digit_prompt, sample_with_context
 from ddpm.data import load_mnist
-from ddpm.factory import make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
 from ddpm.io import save_json, save_torch
 from ddpm.judge import judge_images, load_judge, reference_features
 from ddpm.metrics import score
-from ddpm.train import load_ema_model
 
 RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model_cond/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
 
@@ -32,7 +31,7 @@ def main() -> None:
     digits = [parse_digit_prompt(prompt) for prompt in cp["prompts"]]
     device = pick_device(cp["device"])
     diffusion = make_diffusion(p["diffusion"])
-    model = load_ema_model(CHECKPOINT, make_unet(p["model"], 1, diffusion.T, context_dim=10)).to(device)
+    model = load_for_sampling(CHECKPOINT, make_unet(p["model"], 1, diffusion.T, context_dim=10), device, cp["amp"])
     judge = load_judge(JUDGE, device)
     reference = reference_features(judge, load_mnist(RAW, "test")[0])
     wanted = torch.tensor(digits).repeat_interleave(cp["n_per_prompt"])

@@ -11,7 +11,7 @@ from ddpm import params
 from ddpm.celeba import random_hflip, to_model_range
 from ddpm.cli import run_stage
 from ddpm.conditional import context_dropout, sample_with_context
-from ddpm.factory import autocast_dtype, make_diffusion, make_unet, pick_device
+from ddpm.factory import autocast_dtype, make_diffusion, make_unet, pick_device, with_autocast
 from ddpm.io import image_grid_pil, load_torch
 from ddpm.train import TrainConfig, Trainer, fingerprint, fit_with_live
 
@@ -36,6 +36,7 @@ def main() -> None:
     monitor_context = torch.stack([emb["texts"][q] for q in tp["monitor_prompts"]])
 
     def monitor(ema: torch.nn.Module, epoch: int) -> None:
+        ema = with_autocast(ema, autocast_dtype(tp["amp"], device))
         g = torch.Generator(device).manual_seed(tp["seed"] + 1)
         grid = sample_with_context(diffusion, ema, monitor_context, (3, size, size), tp["monitor_guidance"],
                                    len(monitor_context), generator=g, steps=tp["monitor_steps"])

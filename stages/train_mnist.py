@@ -12,7 +12,7 @@ from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.conditional import context_dropout, digit_context, sample_with_context
 from ddpm.data import load_mnist, verify_mnist
-from ddpm.factory import autocast_dtype, make_diffusion, make_unet, pick_device
+from ddpm.factory import autocast_dtype, make_diffusion, make_unet, pick_device, with_autocast
 from ddpm.io import image_grid_pil
 from ddpm.train import TrainConfig, Trainer, fingerprint, fit_with_live
 
@@ -33,6 +33,7 @@ def main() -> None:
     model = make_unet(p["model"], in_channels=1, num_timesteps=diffusion.T, context_dim=10 if conditional else 0).to(device)
 
     def monitor(ema: torch.nn.Module, epoch: int) -> None:
+        ema = with_autocast(ema, autocast_dtype(tp["amp"], device))
         g = torch.Generator(device).manual_seed(tp["seed"] + 1)  # the same noise every epoch
         if conditional:  # digits 0–9, twice, at the sweep's middle guidance scale
             scales = p["cond"]["guidance_scales"]

@@ -1,0 +1,275 @@
+"""Benchmark: training throughput against diffusers' UNet2DModel, FLOP utilization, sampling and completion speed.
+
+    python -m ddpm.bench [--profile cpu] [--out reports/bench/bench.json]
+
+Everything is measured in one run on the device present. Throughputs of competing variants are
+measured in interleaved rounds (A B C D, A B C D, …) and the median is kept, so that a slow
+moment of a shared machine hurts all variants alike; ratios are taken within the run.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .diffusion import Diffusion
+from .factory import make_diffusion, make_unet, pick_device, with_autocast
+from .guidance import half_mask
+from .io import save_json
+from .params import validate
+from .train import TrainConfig, Trainer
+from .unet import Dropout16
+
+SHAPE = (1, 28, 28)
+
+
+# -- the peer ------------------------------------------------------------------------------
+class DiffusersUNet(nn.Module):
+    """diffusers' UNet2DModel with our UNet's channels, levels, blocks per level, attention levels and heads."""
+
+    def __init__(self, cfg: dict[str, Any], in_channels: int = 1, sample_size: int = 28) -> None:
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        widths = [cfg["channels"] * m for m in cfg["channel_mults"]]
+        attn = cfg["attention_levels"] or [len(widths) - 1]
+        self.net = UNet2DModel(
+            sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+            block_out_channels=tuple(widths), layers_per_block=cfg["num_res_blocks"],
+            down_block_types=tuple("AttnDownBlock2D" if i in cfg["attention_levels"] else "DownBlock2D"
+                                   for i in range(len(widths))),
+            up_block_types=tuple("AttnUpBlock2D" if i in cfg["attention_levels"] else "UpBlock2D"
+                                 for i in reversed(range(len(widths)))),
+            attention_head_dim=widths[attn[0]] // cfg["heads"], norm_num_groups=cfg["groups"], dropout=cfg["dropout"],
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **_: Any) -> torch.Tensor:
+        return self.net(x, t).sample
+
+
+def with_torch_dropout(model: nn.Module) -> nn.Module:
+    """Our UNet with nn.Dropout in place of Dropout16 (to measure what Dropout16 buys)."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, Dropout16):
+                setattr(parent, name, nn.Dropout(child.p))
+    return model
+
+
+# -- measuring -----------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device, out: dict[str, float]) -> Any:
+    """Peak memory of the block in MiB: CUDA's allocator peak, or the process's peak RSS on Linux (VmHWM)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    yield
+    if device.type == "cuda":
+        out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        with contextlib.suppress(OSError, StopIteration):
+            line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+            out["peak_mib"] = int(line.split()[1]) / 1024
+
+
+def timed(fn: Callable[[], Any], device: torch.device, seconds: float, min_calls: int = 2) -> float:
+    """Seconds per call of fn, averaged over ≥ min_calls calls and ≥ `seconds` of running."""
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    sync(device)
+    return (time.perf_counter() - start) / calls
+
+
+def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, batch: int,
+                   seconds: float, rounds: int, compile_: bool) -> dict[str, dict[str, float]]:
+    """images/s of one training step (forward, backward, clip, Adam, EMA) per variant, median of `rounds`."""
+    bf16 = torch.bfloat16
+    variants: dict[str, tuple[Callable[[], nn.Module], torch.dtype | None, bool]] = {
+        "ours fp32": (lambda: make_unet(cfg, 1, diffusion.T), None, False),
+        "ours bf16": (lambda: make_unet(cfg, 1, diffusion.T), bf16, False),
+        "ours bf16, torch dropout": (lambda: with_torch_dropout(make_unet(cfg, 1, diffusion.T)), bf16, False),
+        "diffusers fp32": (lambda: DiffusersUNet(cfg), None, False),
+        "diffusers bf16": (lambda: DiffusersUNet(cfg), bf16, False),
+    }
+    if compile_:
+        variants["ours bf16, compiled"] = (lambda: make_unet(cfg, 1, diffusion.T), bf16, True)
+        variants["diffusers bf16, compiled"] = (lambda: DiffusersUNet(cfg), bf16, True)
+    data = torch.rand(2 * batch, *SHAPE, device=device) * 2 - 1
+    steps: dict[str, Callable[[], float]] = {}
+    results: dict[str, dict[str, float]] = {}
+    for name, (build, amp, compiled) in variants.items():
+        torch.manual_seed(0)
+        model = build().to(device)
+        trainer = Trainer(model, diffusion, data, TrainConfig(batch_size=batch, autocast=amp), Path("unused.pt"), {})
+        if compiled:
+            trainer.model = torch.compile(model)
+        x = data[:batch]
+        results[name] = {"parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
+        with peak_memory(device, results[name]):
+            t0 = time.perf_counter()
+            for _ in range(2):  # warm-up (and compilation)
+                trainer.train_step(x)
+            sync(device)
+        results[name]["warmup_s"] = time.perf_counter() - t0
+        steps[name] = lambda tr=trainer, x=x: tr.train_step(x)
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            rates[name].append(batch / timed(step, device, seconds))
+    for name in variants:
+        results[name]["images_per_s"] = statistics.median(rates[name])
+        results[name]["images_per_s_rounds"] = rates[name]
+    return results
+
+
+def training_flops(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, batch: int) -> float:
+    """FLOPs of one training step's forward and backward at `batch` (torch.utils.flop_counter)."""
+    model = make_unet(cfg, 1, diffusion.T).to(device)
+    x = torch.rand(batch, *SHAPE, device=device) * 2 - 1
+    with FlopCounterMode(display=False) as counter:
+        diffusion.loss(model, x).backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
+    """FLOP/s of an n×n by n×n matrix product in `dtype`: the machine's practical peak."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    a @ b
+    return 2 * n**3 / timed(lambda: a @ b, device, seconds, min_calls=3)
+
+
+def sampling(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, ddim_steps: int,
+             seconds: float) -> dict[str, Any]:
+    """ms per denoising step (batch 16 and 256, fp32 and bf16); seconds for 16 samples; complete_image s/image."""
+    torch.manual_seed(0)
+    model = make_unet(cfg, 1, diffusion.T).to(device).eval()
+    fast = with_autocast(model, torch.bfloat16)
+    out: dict[str, Any] = {"ms_per_step": {}, "seconds_16": {}, "complete_s_per_image": {}}
+    probe = 4  # DDIM steps per timed call
+    for batch in (16, 256):
+        for name, m in (("fp32", model), ("bf16", fast)):
+            dt = timed(lambda: diffusion.sample(m, batch, SHAPE, steps=probe, eta=1.0, device=device), device, seconds)
+            out["ms_per_step"][f"batch {batch}, {name}"] = 1000 * dt / probe
+    for label, steps in ((f"ancestral {diffusion.T} steps", None), (f"DDIM {ddim_steps} steps", ddim_steps)):
+        mem: dict[str, float] = {}
+        with peak_memory(device, mem):
+            out["seconds_16"][f"{label}, bf16"] = timed(
+                lambda: diffusion.sample(fast, 16, SHAPE, steps=steps, eta=1.0, device=device), device, 0, min_calls=1)
+        out["seconds_16"][f"{label}, bf16 peak_mib"] = mem.get("peak_mib", float("nan"))
+    y = torch.rand(16, *SHAPE, device=device) * 2 - 1
+    mask = half_mask(SHAPE, "bottom").to(device)
+    for wrt in ("xt", "mean"):
+        dt = timed(lambda: diffusion.complete_image(fast, y, mask, 0.1, wrt, steps=ddim_steps, eta=1.0),
+                   device, 0, min_calls=1)
+        out["complete_s_per_image"][f"{wrt}, DDIM {ddim_steps} steps, bf16"] = dt / 16
+    return out
+
+
+# -- the run -------------------------------------------------------------------------------
+def load_config(profile: str | None, params_path: Path = Path("params.yaml")) -> dict[str, Any]:
+    """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied."""
+    params = yaml.safe_load(params_path.read_text())
+    if profile:
+        for key, value in yaml.safe_load((Path("profiles") / f"{profile}.yaml").read_text()).items():
+            if "." in key:
+                section, name = key.split(".", 1)
+                params[section][name] = value
+    return validate(params, ["diffusion", "model", "sample"])
+
+
+def run(profile: str | None, device_name: str, batch: int, seconds: float, rounds: int, compile_: bool) -> dict[str, Any]:
+    p = load_config(profile)
+    device = pick_device(device_name)
+    diffusion = make_diffusion(p["diffusion"])
+    cfg = p["model"]
+    train = train_variants(cfg, diffusion, device, batch, seconds, rounds, compile_)
+    flops = training_flops(cfg, diffusion, device, batch)
+    peaks = {str(dt).removeprefix("torch."): matmul_peak(device, dt, 2048, seconds) for dt in (torch.float32, torch.bfloat16)}
+    for name, r in train.items():
+        if name.startswith("ours"):
+            achieved = flops / batch * r["images_per_s"]
+            dtype = "bfloat16" if "bf16" in name else "float32"
+            r.update(tflops=achieved / 1e12, mfu=achieved / peaks[dtype], mfu_dtype=dtype)
+    ddim = p["sample"]["steps"] if p["sample"]["steps"] < diffusion.T else 50
+    return {
+        "date": time.strftime("%Y-%m-%d"), "device": describe(device), "torch": torch.__version__,
+        "profile": profile or "none (params.yaml)", "model": cfg, "batch": batch,
+        "train": train, "ratios": {
+            "ours bf16 / diffusers fp32 (diffusers' documented way)": train["ours bf16"]["images_per_s"] / train["diffusers fp32"]["images_per_s"],
+            "ours bf16 / diffusers bf16 (same precision, eager)": train["ours bf16"]["images_per_s"] / train["diffusers bf16"]["images_per_s"],
+            "ours fp32 / diffusers fp32": train["ours fp32"]["images_per_s"] / train["diffusers fp32"]["images_per_s"],
+            "Dropout16 / torch dropout (bf16)": train["ours bf16"]["images_per_s"] / train["ours bf16, torch dropout"]["images_per_s"],
+            "bf16 / fp32 (ours)": train["ours bf16"]["images_per_s"] / train["ours fp32"]["images_per_s"],
+        },
+        "flops_per_image": flops / batch, "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
+        "sampling": sampling(cfg, diffusion, device, ddim, seconds),
+    }
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The benchmark as Markdown tables (README)."""
+    lines = [f"{r['date']}, {r['device']}, torch {r['torch']}, profile {r['profile']}, batch {r['batch']}", "",
+             "| training step | images/s | TFLOP/s | MFU (vs matmul peak of) | peak MiB |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, t in r["train"].items():
+        mfu = f"{100 * t['mfu']:.1f} % ({t['mfu_dtype']})" if "mfu" in t else "–"
+        tf = f"{t['tflops']:.3f}" if "tflops" in t else "–"
+        lines.append(f"| {name} | {t['images_per_s']:.1f} | {tf} | {mfu} | {t.get('peak_mib', float('nan')):.0f} |")
+    lines += ["", "| ratio | value |", "| --- | ---: |"] + [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
+    peaks = ", ".join(f"{k} {v:.2f}" for k, v in r["matmul_peak_tflops"].items())
+    lines += ["", f"Training FLOPs per image (forward + backward): {r['flops_per_image'] / 1e9:.2f} GFLOP; "
+              f"matmul peak (TFLOP/s): {peaks}.", "", "| sampling | value |", "| --- | ---: |"]
+    s = r["sampling"]
+    lines += [f"| ms per denoising step, {k} | {v:.1f} |" for k, v in s["ms_per_step"].items()]
+    lines += [f"| 16 samples, {k} | {v:.1f} {'MiB' if 'mib' in k else 's'} |" for k, v in s["seconds_16"].items()]
+    lines += [f"| complete_image s/image, wrt {k} | {v:.3f} |" for k, v in s["complete_s_per_image"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default=None, help="apply profiles/<name>.yaml (default: cpu without CUDA, none with)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--seconds", type=float, default=8.0, help="minimum timing per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the training variants")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
+    ap.add_argument("--out", type=Path, default=Path("reports/bench/bench.json"))
+    a = ap.parse_args(argv)
+    profile = a.profile if a.profile is not None else (None if torch.cuda.is_available() else "cpu")
+    result = run(profile if profile != "none" else None, a.device, a.batch, a.seconds, a.rounds, a.compile)
+    save_json(result, a.out)
+    a.out.with_suffix(".md").write_text(markdown(result) + "\n")
+    print(markdown(result))
+    print(f"\nwritten: {a.out} and {a.out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
