@@ -7,7 +7,7 @@ from typing import Callable
 from .data import DataError
 from .params import ParamError
 
-EXPECTED = (ParamError, DataError, FileNotFoundError, ValueError, FloatingPointError, RuntimeError)
+EXPECTED = (ParamError, DataError, FileNotFoundError, ValueError, FloatingPointError, RuntimeError, OSError)
 
 
 def run_stage(main: Callable[[], None]) -> None:

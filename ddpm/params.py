@@ -24,7 +24,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Check:
 
 def real(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Check:
     def check(key: str, v: Any) -> None:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ok = _finite_number(v)
         ok = ok and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
         if not ok:
             lo_s = "" if lo is None else f"{lo} {'<' if lo_open else '≤'} "
@@ -59,10 +59,20 @@ def str_list(nonempty: bool = True) -> Check:
 def real_list(lo: float = 0.0) -> Check:
     def check(key: str, v: Any) -> None:
         if not isinstance(v, list) or not v or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > lo for x in v
+            _finite_number(x) and x > lo for x in v
         ):
             raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty list of numbers > {lo}")
     return check
+
+
+def _finite_number(v: Any) -> bool:
+    """An int or float (not a bool) that is finite as a float (10**400 is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def auto_or(check_number: Check) -> Check:
@@ -110,6 +120,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "ema_decay": real(0, 1, hi_open=True),
         "grad_clip": real(0, lo_open=True),
         "amp": AMP,
+        "nproc": integer(1, 4096),
         "max_images": integer(0),
         "seed": integer(0),
         "log_every": integer(1),
@@ -124,6 +135,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "eta": real(0),
         "batch_size": integer(1),
         "seed": integer(0),
+        "nproc": integer(1, 4096),
         "amp": AMP,
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
@@ -228,7 +240,7 @@ def validate(params: dict[str, Any], sections: list[str]) -> dict[str, dict[str,
         if not isinstance(section, dict):
             raise ParamError(f"params.yaml: section '{name}' is missing or not a mapping")
         schema = SCHEMA[name]
-        unknown = sorted(set(section) - set(schema))
+        unknown = sorted(str(k) for k in set(section) - set(schema))
         if unknown:
             raise ParamError(f"params.yaml: {name}.{unknown[0]} is not a known key; known keys: {', '.join(schema)}")
         for key, check in schema.items():
@@ -283,7 +295,10 @@ def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
 
 def load(sections: list[str], path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
     """Read params.yaml and validate the named sections."""
-    path = Path(path)
+    return validate(_read(Path(path)), sections)
+
+
+def _read(path: Path) -> Any:
     try:
         params = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -292,4 +307,33 @@ def load(sections: list[str], path: str | Path = "params.yaml") -> dict[str, dic
         raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(params, dict):
         raise ParamError(f"{path}: must be a mapping of sections")
-    return validate(params, sections)
+    return params
+
+
+def validate_all(params: Any) -> dict[str, dict[str, Any]]:
+    """Check every section of a whole params.yaml (unknown sections too); what `python -m ddpm.params` runs."""
+    if not isinstance(params, dict):
+        raise ParamError("params.yaml: must be a mapping of sections")
+    unknown = sorted(str(s) for s in set(params) - set(SCHEMA))
+    if unknown:
+        raise ParamError(f"params.yaml: section '{unknown[0]}' is not known; known sections: {', '.join(SCHEMA)}")
+    return validate(params, list(SCHEMA))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m ddpm.params [params.yaml]: check every key; one line either way, exit status 1 if bad."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "params.yaml")
+    try:
+        sections = validate_all(_read(path))
+    except ParamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{path}: all {sum(len(s) for s in sections.values())} keys of {len(sections)} sections are valid")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,10 @@
-"""The training loop: Adam, EMA, gradient clipping, bf16 autocast, checkpoints that resume, dvclive logs."""
+"""The training loop: Adam, EMA, gradient clipping, bf16 autocast, checkpoints that resume, dvclive logs, DDP.
+
+Every random draw is a function of (seed, epoch, rank): the epoch's image order and the t and ε of
+each global batch come from generators every rank seeds alike (each rank takes its share of the
+batch), dropout and per-rank augmentation from a stream seeded per (epoch, rank). So a run killed
+mid-epoch resumes exactly, and N processes compute the same steps as one (up to summation order).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -15,9 +21,8 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .diffusion import Diffusion
-from .io import load_torch, save_torch
-
-CHECKPOINT_VERSION = 1
+from .distributed import World
+from .io import CheckpointError, load_checkpoint, previous_path, save_checkpoint
 
 
 @dataclass
@@ -61,9 +66,16 @@ class Trainer:
         self, model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: TrainConfig,
         checkpoint: Path, fingerprint: dict[str, Any], live: Any = None,
         monitor: Callable[[nn.Module, int], Any] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None, world: World = World(),
     ) -> None:
-        self.model, self.diffusion, self.data, self.cfg = model, diffusion, data, cfg
+        self.model, self.diffusion, self.data, self.cfg, self.world = model, diffusion, data, cfg, world
+        if world.size > 1:  # gradients averaged over the ranks; the EMA, the optimizer and checkpoints see `model`
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net: nn.Module = DistributedDataParallel(model, device_ids=[data.device.index] if data.device.type == "cuda" else None)
+        else:
+            self.net = model
+        self.saves = 0
         self.transform = transform  # per batch, e.g. uint8 → [−1, 1] and random flips
         self.checkpoint, self.fingerprint, self.live, self.monitor = Path(checkpoint), fingerprint, live, monitor
         self.device = data.device
@@ -78,33 +90,41 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "version": CHECKPOINT_VERSION, "fingerprint": self.fingerprint, "epoch": self.epoch,
+            "fingerprint": self.fingerprint, "epoch": self.epoch,
             "step": self.step, "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
             "ema_n": self.ema.n_averaged, "optimizer": self.opt.state_dict(), "history": self.history,
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        }  # no RNG states: every draw is derived from (seed, epoch, rank)
 
     def save(self) -> None:
-        save_torch(self.state(), self.checkpoint)
+        """Write the checkpoint (rank 0 only)."""
+        if self.world.is_main:
+            save_checkpoint(self.state(), self.checkpoint)
+            self.saves += 1
 
     def try_resume(self) -> bool:
-        """Load the checkpoint if it exists and was made with the same fingerprint."""
-        if not self.checkpoint.exists():
+        """Load the latest valid checkpoint (else the one before it) if it was made with the same fingerprint."""
+        state = None
+        for path in (self.checkpoint, previous_path(self.checkpoint)):
+            if not path.exists():
+                continue
+            try:
+                state = load_checkpoint(path)
+                break
+            except CheckpointError as e:
+                if path != self.checkpoint or not previous_path(path).exists():
+                    raise
+                print(f"warning: {e}; falling back to {previous_path(path)}")
+        if state is None:
             return False
-        state = load_torch(self.checkpoint, "training checkpoint")
-        if state.get("version") != CHECKPOINT_VERSION or state.get("fingerprint") != self.fingerprint:
-            print(f"{self.checkpoint}: made with other settings; starting a new run")
+        if state.get("fingerprint") != self.fingerprint:
+            print(f"{path}: made with other settings; starting a new run")
             return False
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
         self.ema.n_averaged.copy_(state["ema_n"])
         self.opt.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
-        torch.set_rng_state(state["rng_cpu"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
-        print(f"{self.checkpoint}: resuming after epoch {self.epoch} (step {self.step})")
+        print(f"{path}: resuming after epoch {self.epoch} (step {self.step})")
         return True
 
     # -- the loop ------------------------------------------------------------------------
@@ -112,15 +132,22 @@ class Trainer:
         """Linear warm-up to lr over warmup_steps, then constant (as in Ho et al.)."""
         return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
 
-    def train_step(self, x0: torch.Tensor, **model_kwargs: Any) -> float:
+    def train_step(self, x0: torch.Tensor, t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                   weight: float = 1.0, **model_kwargs: Any) -> float:
+        """One optimizer step on this rank's share x0 of a global batch; returns the global batch's mean loss.
+
+        weight = share size · world size / global batch size, so that DDP's mean of the ranks' gradients is
+        the gradient of the global batch's mean loss (1 in one process).
+        """
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
         amp = (torch.autocast(self.device.type, dtype=self.cfg.autocast)
                if self.cfg.autocast else contextlib.nullcontext())
         with amp:
-            loss = self.diffusion.loss(self.model, x0, **model_kwargs)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.step}; the last good checkpoint "
+            loss = self.diffusion.loss(self.net, x0, t=t, noise=noise, **model_kwargs) * weight
+        global_loss = self.world.mean(loss.detach())  # every rank sees a NaN anywhere, so all stop together
+        if not torch.isfinite(global_loss):
+            raise FloatingPointError(f"loss is {global_loss.item()} at step {self.step}; the last good checkpoint "
                                      f"({self.checkpoint}) is kept; lower train.lr or set train.amp=off")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -128,28 +155,38 @@ class Trainer:
         self.opt.step()
         self.ema.update_parameters(self.model)
         self.step += 1
-        return loss.item()
+        return global_loss.item()
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """The image order of an epoch: a permutation seeded by (seed, epoch), so resuming replays it."""
-        g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        g = torch.Generator().manual_seed(derived_seed(self.cfg.seed, epoch))
         return torch.randperm(len(self.data), generator=g).to(self.device)
 
     def fit(self, context: torch.Tensor | None = None, context_dropout: Callable | None = None) -> list[dict[str, float]]:
         """Train until cfg.epochs are complete; returns the per-epoch history."""
         self.model.train()
-        steps_per_epoch = math.ceil(len(self.data) / self.cfg.batch_size)
+        batch, world = self.cfg.batch_size, self.world
+        steps_per_epoch = math.ceil(len(self.data) / batch)
+        if world.size > 1 and len(self.data) % batch and len(self.data) % batch < world.size:
+            steps_per_epoch -= 1  # a last batch smaller than the world would leave a rank with nothing
         while self.epoch < self.cfg.epochs:
             order, t0, window, total = self.epoch_order(self.epoch), time.time(), [], 0.0
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False)
+            torch.manual_seed(derived_seed(self.cfg.seed, self.epoch, world.rank + 1))  # dropout, flips: per rank
+            shared = torch.Generator(self.device).manual_seed(derived_seed(self.cfg.seed, self.epoch, 0))  # t, ε
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
+                       disable=not world.is_main)
             for i in bar:
-                idx = order[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]
+                idx = order[i * batch:(i + 1) * batch]
+                t = torch.randint(0, self.diffusion.T, (len(idx),), generator=shared, device=self.device)
+                noise = torch.randn((len(idx), *self.data.shape[1:]), generator=shared, device=self.device)
+                mine = world.share(len(idx))
                 kwargs = {}
                 if context is not None:
-                    c = context[idx]
+                    c = context[idx[mine]]
                     kwargs["context"] = context_dropout(c) if context_dropout else c
-                x0 = self.data[idx] if self.transform is None else self.transform(self.data[idx])
-                loss = self.train_step(x0, **kwargs)
+                x0 = self.data[idx[mine]] if self.transform is None else self.transform(self.data[idx[mine]])
+                weight = (mine.stop - mine.start) * world.size / len(idx)
+                loss = self.train_step(x0, t=t[mine], noise=noise[mine], weight=weight, **kwargs)
                 window.append(loss)
                 total += loss * len(idx)
                 if len(window) == self.cfg.log_every or i == steps_per_epoch - 1:
@@ -162,11 +199,13 @@ class Trainer:
             self.history.append(record)
             self._log({"epoch/loss": record["loss"], "epoch/images_per_s": record["images_per_s"]})
             self.save()  # before monitoring, so that a failing monitor loses no training
-            if self.monitor is not None:
+            if self.monitor is not None and world.is_main:
                 self.monitor(self.ema.module, self.epoch)
             if self.live is not None:
                 self.live.sync()
-            print(f"epoch {self.epoch}: loss {record['loss']:.4f}, {record['images_per_s']:.0f} images/s")
+            if world.is_main:
+                print(f"epoch {self.epoch}: loss {record['loss']:.4f}, {record['images_per_s']:.0f} images/s "
+                      f"({world.size} process{'es' if world.size > 1 else ''})")
         return self.history
 
     def _log(self, metrics: dict[str, float]) -> None:
@@ -177,11 +216,18 @@ class Trainer:
             self.live.log_metric(name, value)
 
 
+def derived_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A seed for (run seed, epoch, stream): stream 0 is shared by every rank, stream r + 1 is rank r's own."""
+    return (seed * 100_003 + epoch) * 1_009 + stream
+
+
 def fit_with_live(trainer: Trainer, live_dir: Path, **fit_kwargs: Any) -> list[dict[str, float]]:
-    """Resume if possible, log to dvclive in live_dir (continuing its history), train, write the summary."""
+    """Resume if possible, log to dvclive in live_dir (continuing its history; rank 0), train, write the summary."""
     from dvclive import Live
 
     resumed = trainer.try_resume()
+    if not trainer.world.is_main:
+        return trainer.fit(**fit_kwargs)
     if resumed:
         truncate_live_metrics(Path(live_dir) / "plots", trainer.step)
     trainer.live = Live(str(live_dir), resume=resumed, dvcyaml=False, save_dvc_exp=False)
@@ -194,7 +240,8 @@ def fit_with_live(trainer: Trainer, live_dir: Path, **fit_kwargs: Any) -> list[d
 
 def fingerprint(*sections: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """What must match for a checkpoint to be continued: every setting but the run length and logging."""
-    volatile = {"epochs", "log_every", "monitor_n", "monitor_steps", "device", "monitor_guidance", "monitor_prompts"}
+    volatile = {"epochs", "log_every", "monitor_n", "monitor_steps", "device", "monitor_guidance", "monitor_prompts",
+                "nproc"}  # a run may resume with another number of processes
     out: dict[str, Any] = dict(extra)
     for i, section in enumerate(sections):
         out[f"section{i}"] = {k: v for k, v in section.items() if k not in volatile}
@@ -217,7 +264,7 @@ def truncate_live_metrics(plots_dir: Path, last_step: int) -> None:
 
 def load_ema_model(checkpoint: Path, model: nn.Module, which: str = "ema") -> nn.Module:
     """Load the EMA (or raw, which='model') weights of a training checkpoint into `model`."""
-    state = load_torch(checkpoint, "training checkpoint")
+    state = load_checkpoint(checkpoint)
     try:
         model.load_state_dict(state[which])
     except (KeyError, RuntimeError) as e:

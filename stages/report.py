@@ -9,7 +9,7 @@ from ddpm import params
 from ddpm.checks import posterior_table
 from ddpm.cli import run_stage
 from ddpm.factory import make_diffusion
-from ddpm.io import load_torch
+from ddpm.io import load_checkpoint, load_torch
 from ddpm.report import (DERIVATION, completion_section, cond_section, histogram_figure, image_grid_figure, loss_curve_figure, monitor_figure,
                          per_class_figure, read_live_metric, recognizable_section, sampler_figure, sampler_section,
                          save_figure, table_markdown, training_section, write_report)
@@ -23,7 +23,7 @@ FIG = OUT / "figures"
 
 def main() -> None:
     p = params.load(["diffusion", "model", "train", "sample", "judge", "evaluate", "compare", "completion", "cond", "report"])
-    history = load_torch(CHECKPOINT, "training checkpoint")["history"]
+    history = load_checkpoint(CHECKPOINT)["history"]
     info = json.loads((SAMPLES / "info.json").read_text())
     grid, samples = load_torch(SAMPLES / "grid.pt", "sample grid"), load_torch(SAMPLES / "eval.pt", "samples")
     judged, evaluation = load_torch(JUDGED, "judged samples"), json.loads(EVAL.read_text())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ddpm import params
 from ddpm.cli import run_stage
-from ddpm.io import load_torch, save_figure, save_json
+from ddpm.io import load_checkpoint, load_torch, save_figure, save_json
 from ddpm.report import (clip_sweep_figure, guidance_grid_figure, image_grid_figure, loss_curve_figure, monitor_figure,
                          read_live_metric, table_markdown, training_section, write_report)
 
@@ -21,7 +21,7 @@ def main() -> None:
     by_name = {n: json.loads((SWEEP / f"{n}.json").read_text()) for n in names + ["uncond"]}
     rows = list(by_name.values())
     samples = {n: load_torch(SAMPLES / f"{n}.pt", "sweep samples")["samples"] for n in names + ["uncond"]}
-    history = load_torch(CHECKPOINT, "training checkpoint")["history"]
+    history = load_checkpoint(CHECKPOINT)["history"]
     n_train = round(history[-1]["images_per_s"] * history[-1]["seconds"])
     batch = p["celeba_train"]["batch_size"]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from ddpm import params
+from ddpm import distributed, params
 from ddpm.celeba import random_hflip, to_model_range
 from ddpm.cli import run_stage
 from ddpm.conditional import context_dropout, sample_with_context
-from ddpm.factory import autocast_dtype, make_diffusion, make_unet, pick_device, with_autocast
+from ddpm.factory import autocast_dtype, make_diffusion, make_unet, with_autocast
 from ddpm.io import image_grid_pil, load_torch
 from ddpm.train import TrainConfig, Trainer, fingerprint, fit_with_live
 
@@ -22,7 +22,7 @@ CHECKPOINT, LIVE = Path("data/celeba/model/checkpoint.pt"), Path("reports/train_
 def main() -> None:
     p = params.load(["diffusion", "celeba_model", "celeba_train"])
     tp = p["celeba_train"]
-    device = pick_device(tp["device"])
+    world, device = distributed.init(tp["device"])
     images = load_torch(DATA, "preprocessed faces")["images"][: tp["max_images"] or None]
     emb = load_torch(EMB, "CLIP embeddings")
     context = emb["images"].float()
@@ -45,10 +45,11 @@ def main() -> None:
     trainer = Trainer(model, diffusion, images.to(device), TrainConfig.from_params(tp, autocast_dtype(tp["amp"], device)),
                       CHECKPOINT, fingerprint(p["diffusion"], p["celeba_model"], tp, n_images=len(images), image_size=size,
                                               clip=emb["model"], context_dim=context.shape[1]),
-                      monitor=monitor, transform=lambda x: random_hflip(to_model_range(x)))
-    print(f"training on {device} ({len(images)} faces, {sum(q.numel() for q in model.parameters()) / 1e6:.2f} M parameters, "
+                      monitor=monitor, transform=lambda x: random_hflip(to_model_range(x)), world=world)
+    print(f"training on {device} × {world.size} process{'es' if world.size > 1 else ''} ({len(images)} faces, {sum(q.numel() for q in model.parameters()) / 1e6:.2f} M parameters, "
           f"{context.shape[1]}-d CLIP context)")
     fit_with_live(trainer, LIVE, context=context.to(device), context_dropout=context_dropout(tp["p_uncond"]))
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from ddpm import params
+from ddpm import distributed, params
 from ddpm.cli import run_stage
 from ddpm.conditional import context_dropout, digit_context, sample_with_context
 from ddpm.data import load_mnist, verify_mnist
-from ddpm.factory import autocast_dtype, make_diffusion, make_unet, pick_device, with_autocast
+from ddpm.factory import autocast_dtype, make_diffusion, make_unet, with_autocast
 from ddpm.io import image_grid_pil
 from ddpm.train import TrainConfig, Trainer, fingerprint, fit_with_live
 
@@ -25,7 +25,7 @@ def main() -> None:
     live_dir = Path("reports/train_mnist_cond" if conditional else "reports/train_mnist")
     p = params.load(["diffusion", "model", "train"] + (["cond"] if conditional else []))
     tp = dict(p["train"], **({"epochs": p["cond"]["epochs"]} if conditional else {}))
-    device = pick_device(tp["device"])
+    world, device = distributed.init(tp["device"])
     verify_mnist(RAW)
     x, labels = load_mnist(RAW, "train", tp["max_images"])
     diffusion = make_diffusion(p["diffusion"])
@@ -47,12 +47,13 @@ def main() -> None:
     trainer = Trainer(model, diffusion, x.to(device), TrainConfig.from_params(tp, autocast_dtype(tp["amp"], device)),
                       checkpoint, fingerprint(p["diffusion"], p["model"], tp, n_images=len(x),
                                               p_uncond=p["cond"]["p_uncond"] if conditional else None),
-                      monitor=monitor)
-    print(f"training on {device} ({len(x)} images, {sum(q.numel() for q in model.parameters()) / 1e6:.2f} M parameters"
+                      monitor=monitor, world=world)
+    print(f"training on {device} × {world.size} process{'es' if world.size > 1 else ''} ({len(x)} images, {sum(q.numel() for q in model.parameters()) / 1e6:.2f} M parameters"
           f"{', conditional on the digit' if conditional else ''})")
     fit_with_live(trainer, live_dir,
                   context=digit_context(labels).to(device) if conditional else None,
                   context_dropout=context_dropout(p["cond"]["p_uncond"]) if conditional else None)
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

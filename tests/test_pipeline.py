@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+from ddpm.io import load_checkpoint
+
 from tests.conftest import stage_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +35,7 @@ def project(tmp_path_factory, mnist_dir):
     p["diffusion"]["T"] = 50
     p["model"].update(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, groups=4)
     p["train"].update(epochs=2, max_images=256, batch_size=64, log_every=2, monitor_n=4, monitor_steps=5, warmup_steps=2)
-    p["sample"].update(n_eval=80, steps=10, batch_size=40)
+    p["sample"].update(n_eval=80, steps=10, batch_size=40, nproc=2)  # sharded over 2 gloo processes (torchrun)
     p["judge"].update(epochs=1, max_images=3000, min_accuracy=0.0)
     p["compare"].update(n=20, ddim_steps=[5, 10], raw_ddim_steps=[5], batch_size=20)
     p["cond"].update(epochs=1, guidance_scales=[0.0, 2.0], n_per_prompt=3, steps=5, batch_size=30)
@@ -51,7 +53,7 @@ def project(tmp_path_factory, mnist_dir):
 
 def test_dvc_repro_makes_every_output(project):
     assert json.loads((project / "data/mnist/source.json").read_text())["source"].startswith("dir:")
-    ckpt = torch.load(project / "data/mnist/model/checkpoint.pt", weights_only=True)
+    ckpt = load_checkpoint(project / "data/mnist/model/checkpoint.pt")
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
     grid = torch.load(project / "data/mnist/samples/grid.pt", weights_only=True)
     assert grid.shape == (16, 1, 28, 28) and grid.min() >= -1 and grid.max() <= 1
@@ -85,11 +87,12 @@ def test_metrics_plots_and_status(project):
     assert "up to date" in run([sys.executable, "-m", "dvc", "status", "report"], project)
 
 
-def test_more_epochs_resume_instead_of_restarting(project):
+def test_more_epochs_resume_instead_of_restarting_also_under_torchrun(project):
     p = yaml.safe_load((project / "params.yaml").read_text())
     p["train"]["epochs"] = 3
+    p["train"]["nproc"] = 2  # and under torchrun (2 gloo processes), through the stage's launcher
     (project / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     env = stage_env(project)
     out = run([sys.executable, "-m", "dvc", "repro", "train_mnist"], project, env=env)
-    assert "resuming after epoch 2" in out
-    assert torch.load(project / "data/mnist/model/checkpoint.pt", weights_only=True)["epoch"] == 3
+    assert "resuming after epoch 2" in out and "× 2 processes" in out
+    assert load_checkpoint(project / "data/mnist/model/checkpoint.pt")["epoch"] == 3

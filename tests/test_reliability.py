@@ -1,0 +1,160 @@
+"""A killed run loses nothing, damaged files are named, the same seed gives the same images."""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm import Diffusion, linear_betas
+from ddpm.diffusion import sample_batched
+from ddpm.guidance import half_mask
+from ddpm.io import CheckpointError, load_checkpoint, previous_path, save_checkpoint
+from tests.conftest import randomize, tiny_unet
+from tests.test_train import make_trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "tests" / "scripts" / "train_tiny.py"
+EPOCHS = 8
+
+
+def train_process(checkpoint: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(TARGET), str(checkpoint), str(EPOCHS)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def comparable(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k != "history"} | {"losses": [h["loss"] for h in state["history"]]}
+
+
+def assert_same(a, b, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_sigkill_at_random_points_then_resume_ends_with_the_same_state(tmp_path):
+    """SIGKILL mid-epoch, mid-save or at start-up, again and again; every resume continues where the last
+    good checkpoint left off, and the end state (model, EMA, Adam, RNG, losses) equals an uninterrupted run."""
+    straight = train_process(tmp_path / "straight.pt")
+    assert straight.wait(timeout=300) == 0
+    rng, kills, cycles = random.Random(0), 0, 0
+    killed = tmp_path / "killed" / "checkpoint.pt"
+    while cycles < 40:
+        cycles += 1
+        proc = train_process(killed)
+        while not (line := proc.stdout.readline()).startswith("READY"):  # after "resuming after epoch …"
+            assert line, "the training process ended before it was ready"
+        time.sleep(rng.uniform(0.2, 1.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            if killed.exists() or previous_path(killed).exists():  # what a kill leaves always loads
+                load_checkpoint(killed if killed.exists() else previous_path(killed))
+        else:
+            assert proc.returncode == 0 and "DONE" in proc.stdout.read()
+            break
+    assert kills >= 5, f"only {kills} kills landed before the run finished"
+    print(f"{kills} SIGKILLs, {cycles} starts")
+    assert_same(comparable(load_checkpoint(tmp_path / "straight.pt")), comparable(load_checkpoint(killed)))
+
+
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumes(tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    make_trainer(ckpt, 2).fit()  # two saves: checkpoint.pt (epoch 2) and checkpoint.prev.pt (epoch 1)
+    assert load_checkpoint(ckpt)["epoch"] == 2 and load_checkpoint(previous_path(ckpt))["epoch"] == 1
+
+    record = torch.load(ckpt, weights_only=True)
+    record["payload"] = record["payload"][:100] + bytes([record["payload"][100] ^ 1]) + record["payload"][101:]
+    torch.save(record, ckpt)  # one bit flipped, sha256 kept
+    with pytest.raises(CheckpointError, match="fails its sha256 check"):
+        load_checkpoint(ckpt)
+    resumed = make_trainer(ckpt, 3)
+    assert resumed.try_resume() and resumed.epoch == 1  # fell back to the previous checkpoint
+
+    ckpt.write_bytes(previous_path(ckpt).read_bytes()[:5000])  # truncated
+    with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
+        load_checkpoint(ckpt)
+    previous_path(ckpt).unlink()
+    with pytest.raises(CheckpointError, match="truncated"):  # nothing to fall back to: stop, do not overwrite
+        make_trainer(ckpt, 3).try_resume()
+
+    save_checkpoint({"epoch": 0}, ckpt)
+    record = torch.load(ckpt, weights_only=True)
+    torch.save(dict(record, version=1), ckpt)
+    with pytest.raises(CheckpointError, match="format version 1; this code reads version 2"):
+        load_checkpoint(ckpt)
+    torch.save({"model": {}}, ckpt)
+    with pytest.raises(CheckpointError, match="not a ddpm-checkpoint file"):
+        load_checkpoint(ckpt)
+
+
+def test_a_full_disk_stops_before_writing_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    ckpt = tmp_path / "checkpoint.pt"
+    trainer = make_trainer(ckpt, 1)
+    trainer.fit()
+    before = ckpt.read_bytes()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    trainer.cfg.epochs = 2
+    with pytest.raises(OSError, match=r"checkpoint needs [\d.]+ MiB but only 0.0 MiB are free"):
+        trainer.fit()
+    assert ckpt.read_bytes() == before and load_checkpoint(ckpt)["epoch"] == 1
+
+
+def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    trainer = make_trainer(ckpt, 1)
+    trainer.fit()
+    trainer.cfg.epochs = 2
+    trainer.data[:] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 3; the last good checkpoint .* is kept"):
+        trainer.fit()
+    assert load_checkpoint(ckpt)["epoch"] == 1
+
+
+def test_same_seed_same_samples_and_completions():
+    d = Diffusion(linear_betas(100))
+    torch.manual_seed(0)
+    model = randomize(tiny_unet()).eval()
+
+    def draw(seed: int) -> torch.Tensor:
+        return sample_batched(d, model, 5, (1, 28, 28), 2, generator=torch.Generator().manual_seed(seed), steps=10, eta=1.0)
+
+    assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
+    y = draw(5)
+
+    def complete(seed: int) -> torch.Tensor:
+        return d.complete_image(model, y, half_mask((1, 28, 28), "bottom"), 0.5, "mean", steps=10, eta=1.0,
+                                generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(complete(1), complete(1)) and not torch.equal(complete(1), complete(2))
+
+
+def test_sampling_holds_one_batch_at_a_time():
+    """N samples are drawn batch_size at a time and gathered on the CPU: memory is bounded by one batch."""
+    d = Diffusion(linear_betas(100))
+    seen = []
+    model = tiny_unet().eval()
+
+    def spy(x, t, **kw):
+        seen.append(len(x))
+        return model(x, t, **kw)
+
+    out = sample_batched(d, spy, 10, (1, 28, 28), 4, steps=2)
+    assert out.shape == (10, 1, 28, 28) and max(seen) == 4 and out.device.type == "cpu"
