@@ -126,6 +126,14 @@ def _lines(rows: list[int], show: int = 5) -> str:
 
 def load_face(path: Path, size: int) -> np.ndarray:
     """An aligned CelebA image, center-cropped to a square and resized to size × size, as uint8 (3, H, W)."""
+    try:
+        return _load_face(path, size)
+    except (OSError, SyntaxError, ValueError) as e:  # PIL: truncated, not an image, unreadable
+        raise DataError(f"{path}: unreadable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        "restore it from the official CelebA files, or drop its row from clip-data.csv") from None
+
+
+def _load_face(path: Path, size: int) -> np.ndarray:
     with Image.open(path) as img:
         img = img.convert("RGB")
         w, h = img.size

