@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .diffusion import Diffusion
 from .factory import make_diffusion, make_unet, pick_device, with_autocast
 from .guidance import half_mask
-from .io import save_json
+from .io import save_json, save_text
 from .params import validate
 from .train import TrainConfig, Trainer
 from .unet import Dropout16
@@ -183,6 +182,34 @@ def sampling(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, dd
     return out
 
 
+def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: int, seed: int,
+                     root: Path = Path(".")) -> dict[str, dict[str, float]]:
+    """The judge's figures for n samples of the pipeline's trained model: fp32, bf16 with the same noise, and fp32
+    with other noise (how much the figures move between seeds). Needs the outputs of `dvc repro evaluate`."""
+    from .data import load_mnist
+    from .distributed import image_generators
+    from .factory import load_for_sampling
+    from .judge import judge_images, load_judge, reference_features
+    from .metrics import score
+
+    device = torch.device("cpu")
+    judge = load_judge(root / "data/mnist/judge/judge.pt", device)
+    reference = reference_features(judge, load_mnist(root / "data/mnist/raw", "test")[0])
+    out: dict[str, dict[str, float]] = {}
+    for name, amp, s in (("fp32", "off", seed), ("bf16, same noise", "bf16", seed), ("fp32, other noise", "off", seed + 1)):
+        model = load_for_sampling(root / "data/mnist/model/checkpoint.pt", make_unet(cfg, 1, diffusion.T), device, amp)
+        t0 = time.perf_counter()
+        x = torch.cat([diffusion.sample(model, min(100, n - i), SHAPE, steps=steps, eta=1.0, device=device,
+                                        generator=image_generators(s, range(i, min(i + 100, n)), device))
+                       for i in range(0, n, 100)])
+        seconds = time.perf_counter() - t0
+        judged = judge_images(judge, x)
+        row = score(judged.probs, judged.features, reference)
+        out[name] = {"fid_clf": row["fid_clf"], "recognizable": row["recognizable"], "coverage": row["coverage"],
+                     "seconds": seconds}
+    return out
+
+
 # -- the run -------------------------------------------------------------------------------
 def load_config(profile: str | None, params_path: Path = Path("params.yaml")) -> dict[str, Any]:
     """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied."""
@@ -195,7 +222,8 @@ def load_config(profile: str | None, params_path: Path = Path("params.yaml")) ->
     return validate(params, ["diffusion", "model", "sample"])
 
 
-def run(profile: str | None, device_name: str, batch: int, seconds: float, rounds: int, compile_: bool) -> dict[str, Any]:
+def run(profile: str | None, device_name: str, batch: int, seconds: float, rounds: int, compile_: bool,
+        quality_n: int = 0) -> dict[str, Any]:
     p = load_config(profile)
     device = pick_device(device_name)
     diffusion = make_diffusion(p["diffusion"])
@@ -209,6 +237,7 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
             dtype = "bfloat16" if "bf16" in name else "float32"
             r.update(tflops=achieved / 1e12, mfu=achieved / peaks[dtype], mfu_dtype=dtype)
     ddim = p["sample"]["steps"] if p["sample"]["steps"] < diffusion.T else 50
+    quality = sampling_quality(cfg, diffusion, ddim, quality_n, p["sample"]["seed"]) if quality_n else {}
     return {
         "date": time.strftime("%Y-%m-%d"), "device": describe(device), "torch": torch.__version__,
         "profile": profile or "none (params.yaml)", "model": cfg, "batch": batch,
@@ -220,7 +249,7 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
             "bf16 / fp32 (ours)": train["ours bf16"]["images_per_s"] / train["ours fp32"]["images_per_s"],
         },
         "flops_per_image": flops / batch, "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
-        "sampling": sampling(cfg, diffusion, device, ddim, seconds),
+        "sampling": sampling(cfg, diffusion, device, ddim, seconds), "quality": quality,
     }
 
 
@@ -250,6 +279,10 @@ def markdown(r: dict[str, Any]) -> str:
     lines += [f"| ms per denoising step, {k} | {v:.1f} |" for k, v in s["ms_per_step"].items()]
     lines += [f"| 16 samples, {k} | {v:.1f} {'MiB' if 'mib' in k else 's'} |" for k, v in s["seconds_16"].items()]
     lines += [f"| complete_image s/image, wrt {k} | {v:.3f} |" for k, v in s["complete_s_per_image"].items()]
+    if r.get("quality"):
+        lines += ["", "| the trained model's samples | fid_clf | recognizable | coverage | seconds |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {k} | {q['fid_clf']:.1f} | {q['recognizable']:.3f} | {q['coverage']:.3f} | {q['seconds']:.1f} |"
+                  for k, q in r["quality"].items()]
     return "\n".join(lines)
 
 
@@ -261,12 +294,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="minimum timing per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the training variants")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
+    ap.add_argument("--quality", type=int, default=0, metavar="N",
+                    help="also judge N samples of the pipeline's trained model in fp32 and bf16 (needs dvc repro evaluate)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/bench.json"))
     a = ap.parse_args(argv)
     profile = a.profile if a.profile is not None else (None if torch.cuda.is_available() else "cpu")
-    result = run(profile if profile != "none" else None, a.device, a.batch, a.seconds, a.rounds, a.compile)
+    result = run(profile if profile != "none" else None, a.device, a.batch, a.seconds, a.rounds, a.compile, a.quality)
     save_json(result, a.out)
-    a.out.with_suffix(".md").write_text(markdown(result) + "\n")
+    save_text(markdown(result) + "\n", a.out.with_suffix(".md"))
     print(markdown(result))
     print(f"\nwritten: {a.out} and {a.out.with_suffix('.md')}")
 

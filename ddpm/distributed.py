@@ -114,15 +114,21 @@ def image_generators(seed: int, indices: range, device: torch.device) -> list[to
 
 
 def sample_sharded(diffusion: Any, model: Any, n: int, shape: tuple[int, ...], batch_size: int, seed: int,
-                   world: World, device: torch.device, **kwargs: Any) -> torch.Tensor | None:
+                   world: World, device: torch.device, context: torch.Tensor | None = None, guidance: float = 0.0,
+                   **kwargs: Any) -> torch.Tensor | None:
     """n samples, this rank drawing its share batch_size at a time; all of them, in order, on rank 0 (None elsewhere).
 
+    context: one row per image (a zero row: unconditional), sampled with classifier-free guidance w = `guidance`.
     Any number of processes gives the same images (up to floating-point summation order).
     """
+    from .conditional import ClassifierFreeGuidance
+
+    def draw(lo: int, hi: int) -> torch.Tensor:
+        net = model if context is None else ClassifierFreeGuidance(model, context[lo:hi].to(device), guidance)
+        return diffusion.sample(net, hi - lo, shape, device=device, generator=image_generators(seed, range(lo, hi), device),
+                                **kwargs).cpu()
+
     mine = world.share(n)
-    parts = [diffusion.sample(model, min(batch_size, mine.stop - lo), shape, device=device,
-                              generator=image_generators(seed, range(lo, min(lo + batch_size, mine.stop)), device),
-                              **kwargs).cpu()
-             for lo in range(mine.start, mine.stop, batch_size)]
+    parts = [draw(lo, min(lo + batch_size, mine.stop)) for lo in range(mine.start, mine.stop, batch_size)]
     gathered = world.gather_on_main(torch.cat(parts) if parts else torch.empty(0, *shape))
     return torch.cat(gathered) if gathered is not None else None

@@ -160,6 +160,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "raw_ddim_steps": int_list(1, nonempty=False),
         "batch_size": integer(1),
         "seed": integer(0),
+        "nproc": integer(1, 4096),
         "amp": AMP,
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
@@ -188,6 +189,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "eta": real(0),
         "batch_size": integer(1),
         "seed": integer(0),
+        "nproc": integer(1, 4096),
         "amp": AMP,
         "device": choice("auto", "cuda", "mps", "cpu"),
     },
@@ -222,6 +224,7 @@ SCHEMA["celeba_sweep"] = {
     "steps": integer(1),
     "batch_size": integer(1),
     "seed": integer(0),
+    "nproc": integer(1, 4096),
     "amp": AMP,
     "device": choice("auto", "cuda", "mps", "cpu"),
 }

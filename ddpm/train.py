@@ -11,7 +11,7 @@ import contextlib
 import csv
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .diffusion import Diffusion
 from .distributed import World
-from .io import CheckpointError, load_checkpoint, previous_path, save_checkpoint
+from .io import CheckpointError, atomic_path, load_checkpoint, previous_path, save_checkpoint
 
 
 @dataclass
@@ -72,7 +72,8 @@ class Trainer:
         if world.size > 1:  # gradients averaged over the ranks; the EMA, the optimizer and checkpoints see `model`
             from torch.nn.parallel import DistributedDataParallel
 
-            self.net: nn.Module = DistributedDataParallel(model, device_ids=[data.device.index] if data.device.type == "cuda" else None)
+            ids = [data.device.index] if data.device.type == "cuda" else None
+            self.net: nn.Module = DistributedDataParallel(model, device_ids=ids)
         else:
             self.net = model
         self.saves = 0
@@ -113,19 +114,23 @@ class Trainer:
             except CheckpointError as e:
                 if path != self.checkpoint or not previous_path(path).exists():
                     raise
-                print(f"warning: {e}; falling back to {previous_path(path)}")
+                self._say(f"warning: {e}; falling back to {previous_path(path)}")
         if state is None:
             return False
         if state.get("fingerprint") != self.fingerprint:
-            print(f"{path}: made with other settings; starting a new run")
+            self._say(f"{path}: made with other settings; starting a new run")
             return False
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
         self.ema.n_averaged.copy_(state["ema_n"])
         self.opt.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
-        print(f"{path}: resuming after epoch {self.epoch} (step {self.step})")
+        self._say(f"{path}: resuming after epoch {self.epoch} (step {self.step})")
         return True
+
+    def _say(self, message: str) -> None:
+        if self.world.is_main:  # one line per run, not one per process
+            print(message, flush=True)
 
     # -- the loop ------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -258,7 +263,7 @@ def truncate_live_metrics(plots_dir: Path, last_step: int) -> None:
         col = rows[0].index("step")
         kept = [rows[0]] + [r for r in rows[1:] if int(r[col]) <= last_step]
         if len(kept) != len(rows):
-            with open(tsv, "w", newline="") as f:
+            with atomic_path(tsv) as tmp, open(tmp, "w", newline="") as f:
                 csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
 
 

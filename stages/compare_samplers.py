@@ -2,13 +2,10 @@
 import time
 from pathlib import Path
 
-import torch
-
-from ddpm import params
+from ddpm import distributed, params
 from ddpm.cli import run_stage
 from ddpm.data import load_mnist
-from ddpm.diffusion import sample_batched
-from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet
 from ddpm.io import save_json
 from ddpm.judge import judge_images, load_judge, reference_features
 from ddpm.metrics import score
@@ -20,7 +17,7 @@ OUT = Path("reports/compare")
 def main() -> None:
     p = params.load(["diffusion", "model", "compare"])
     cp = p["compare"]
-    device = pick_device(cp["device"])
+    world, device = distributed.init(cp["device"])
     diffusion = make_diffusion(p["diffusion"])
     judge = load_judge(JUDGE, device)
     test, _ = load_mnist(RAW, "test")
@@ -32,17 +29,21 @@ def main() -> None:
               for w in {w for w, _ in configs}}
     rows = []
     for weights, steps in configs:
-        g = torch.Generator(device).manual_seed(cp["seed"])
         t0 = time.time()
-        x = sample_batched(diffusion, models[weights], cp["n"], (1, 28, 28),
-                           cp["batch_size"], generator=g, device=device, steps=steps, eta=0.0)
+        x = distributed.sample_sharded(diffusion, models[weights], cp["n"], (1, 28, 28), cp["batch_size"], cp["seed"],
+                                       world, device, steps=steps, eta=0.0)
         seconds = time.time() - t0
+        if not world.is_main:  # rank 0 judges and writes
+            continue
         out = judge_images(judge, x)
         rows.append({"sampler": "ancestral" if steps is None else "ddim", "steps": steps or diffusion.T,
                      "weights": weights, **score(out.probs, out.features, reference), "seconds": seconds,
                      "ms_per_image": 1000 * seconds / cp["n"]})
         print(rows[-1])
-    save_json({"n": cp["n"], "device": str(device), "rows": rows}, OUT / "samplers.json")
+    distributed.shutdown()
+    if not world.is_main:
+        return
+    save_json({"n": cp["n"], "device": str(device), "processes": world.size, "rows": rows}, OUT / "samplers.json")
     ema_rows = [{k: r[k] for k in ("steps", "fid_clf", "recognizable", "seconds")} for r in rows if r["weights"] == "ema"]
     save_json(ema_rows, OUT / "quality_vs_steps.json")
     best = min(rows, key=lambda r: r["fid_clf"])

@@ -3,8 +3,6 @@ uint8 tensor at celeba.image_size, and clip-data.csv (the course's file if given
 """
 from pathlib import Path
 
-import torch
-
 from ddpm import params
 from ddpm.celeba import download_celeba, preprocess, read_clip_data, verify_layout, write_clip_data
 from ddpm.cli import run_stage

@@ -1,8 +1,6 @@
 """Stage judge: train the MNIST classifier whose features and confidences score the samples."""
 from pathlib import Path
 
-import torch
-
 from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.data import load_mnist, verify_mnist

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import torch
 
-from ddpm import params
+from ddpm import distributed, params
 from ddpm.cli import run_stage
 from ddpm.clip import ClipEncoder, clip_score, embedding_diversity
-from ddpm.conditional import sample_with_context
-from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet
 from ddpm.io import load_torch, save_json, save_torch
 
 EMB, CHECKPOINT = Path("data/celeba/clip/embeddings.pt"), Path("data/celeba/model/checkpoint.pt")
@@ -25,16 +24,19 @@ def main() -> None:
     w = 0.0 if unconditional else float(sys.argv[1])
     p = params.load(["diffusion", "celeba_model", "celeba_sweep", "clip", "celeba"])
     sp = p["celeba_sweep"]
-    device = pick_device(sp["device"])
+    world, device = distributed.init(sp["device"])
     emb = load_torch(EMB, "CLIP embeddings")
     text = torch.stack([emb["texts"][q] for q in sp["prompts"]]).repeat_interleave(sp["n_per_prompt"], 0)
     diffusion = make_diffusion(p["diffusion"])
     model = load_for_sampling(CHECKPOINT, make_unet(p["celeba_model"], 3, diffusion.T, context_dim=emb["dim"]), device, sp["amp"])
     size = p["celeba"]["image_size"]
-    g = torch.Generator(device).manual_seed(sp["seed"])
     t0 = time.time()
-    x = sample_with_context(diffusion, model, text * (0.0 if unconditional else 1.0), (3, size, size), w,
-                            sp["batch_size"], generator=g, steps=None if sp["steps"] == diffusion.T else sp["steps"])
+    x = distributed.sample_sharded(diffusion, model, len(text), (3, size, size), sp["batch_size"], sp["seed"], world,
+                                   device, context=text * (0.0 if unconditional else 1.0), guidance=w,
+                                   steps=None if sp["steps"] == diffusion.T else sp["steps"])
+    distributed.shutdown()
+    if not world.is_main:  # rank 0 scores and writes
+        return
     seconds = time.time() - t0
     cp = p["clip"]
     encoder = ClipEncoder.from_params(cp, device)
@@ -42,7 +44,7 @@ def main() -> None:
     per_prompt = image_emb.view(len(sp["prompts"]), sp["n_per_prompt"], -1)
     result = {"guidance": "uncond" if unconditional else w, "clip_score": float(clip_score(image_emb, text).mean()),
               "diversity": sum(embedding_diversity(e) for e in per_prompt) / len(per_prompt),
-              "n": len(x), "seconds": seconds, "device": str(device)}
+              "n": len(x), "seconds": seconds, "device": str(device), "processes": world.size}
     save_json(result, Path("reports/celeba/sweep") / f"{sys.argv[1]}.json")
     save_torch({"prompts": sp["prompts"], "samples": x.view(len(sp["prompts"]), sp["n_per_prompt"], 3, size, size)},
                Path("data/celeba/sweep") / f"{sys.argv[1]}.pt")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
-from ddpm import params
+from ddpm import distributed, params
 from ddpm.cli import run_stage
-from ddpm.conditional import digit_context, parse_digit_prompt, sample_with_context
+from ddpm.conditional import digit_context, parse_digit_prompt
 from ddpm.data import load_mnist
-from ddpm.factory import load_for_sampling, make_diffusion, make_unet, pick_device
+from ddpm.factory import load_for_sampling, make_diffusion, make_unet
 from ddpm.io import save_json, save_torch
 from ddpm.judge import judge_images, load_judge, reference_features
 from ddpm.metrics import score
@@ -29,22 +29,25 @@ def main() -> None:
     p = params.load(["diffusion", "model", "cond"])
     cp = p["cond"]
     digits = [parse_digit_prompt(prompt) for prompt in cp["prompts"]]
-    device = pick_device(cp["device"])
+    world, device = distributed.init(cp["device"])
     diffusion = make_diffusion(p["diffusion"])
     model = load_for_sampling(CHECKPOINT, make_unet(p["model"], 1, diffusion.T, context_dim=10), device, cp["amp"])
     judge = load_judge(JUDGE, device)
     reference = reference_features(judge, load_mnist(RAW, "test")[0])
     wanted = torch.tensor(digits).repeat_interleave(cp["n_per_prompt"])
     steps = None if cp["steps"] == diffusion.T else cp["steps"]
-    g = torch.Generator(device).manual_seed(cp["seed"])
     t0 = time.time()
     context = digit_context(wanted) * (0.0 if unconditional else 1.0)  # a dropped context is a zero vector
-    x = sample_with_context(diffusion, model, context, (1, 28, 28), w, cp["batch_size"],
-                            generator=g, steps=steps, eta=cp["eta"])
+    x = distributed.sample_sharded(diffusion, model, len(context), (1, 28, 28), cp["batch_size"], cp["seed"], world,
+                                   device, context=context, guidance=w, steps=steps, eta=cp["eta"])
+    distributed.shutdown()
+    if not world.is_main:  # rank 0 judges and writes
+        return
     seconds = time.time() - t0
     out = judge_images(judge, x)
     result = {"guidance": "uncond" if unconditional else w, "accuracy": float((out.probs.argmax(1) == wanted).float().mean()),
-              **score(out.probs, out.features, reference), "n": len(x), "seconds": seconds, "device": str(device)}
+              **score(out.probs, out.features, reference), "n": len(x), "seconds": seconds, "device": str(device),
+              "processes": world.size}
     save_json(result, Path("reports/cond_mnist/sweep") / f"{sys.argv[1]}.json")
     save_torch({"prompts": cp["prompts"], "digits": digits, "samples": x.view(len(digits), cp["n_per_prompt"], 1, 28, 28)[:, :8]},
                Path("data/mnist/cond_sweep") / f"{sys.argv[1]}.pt")

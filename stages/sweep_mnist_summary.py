@@ -2,8 +2,6 @@
 import json
 from pathlib import Path
 
-import torch
-
 from ddpm import params
 from ddpm.cli import run_stage
 from ddpm.io import load_torch, save_figure, save_json
