@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -113,6 +113,15 @@ def image_generators(seed: int, indices: range, device: torch.device) -> list[to
     return [torch.Generator(device).manual_seed(seed * 1_000_003 + i) for i in indices]
 
 
+def run_sharded(n: int, batch_size: int, world: World, draw: Callable[[int, int], torch.Tensor],
+                item_shape: tuple[int, ...]) -> torch.Tensor | None:
+    """draw(lo, hi) for this rank's share of items 0…n−1, batch_size at a time; all n results, in order, on rank 0."""
+    mine = world.share(n)
+    parts = [draw(lo, min(lo + batch_size, mine.stop)).cpu() for lo in range(mine.start, mine.stop, batch_size)]
+    gathered = world.gather_on_main(torch.cat(parts) if parts else torch.empty(0, *item_shape))
+    return torch.cat(gathered) if gathered is not None else None
+
+
 def sample_sharded(diffusion: Any, model: Any, n: int, shape: tuple[int, ...], batch_size: int, seed: int,
                    world: World, device: torch.device, context: torch.Tensor | None = None, guidance: float = 0.0,
                    **kwargs: Any) -> torch.Tensor | None:
@@ -126,9 +135,6 @@ def sample_sharded(diffusion: Any, model: Any, n: int, shape: tuple[int, ...], b
     def draw(lo: int, hi: int) -> torch.Tensor:
         net = model if context is None else ClassifierFreeGuidance(model, context[lo:hi].to(device), guidance)
         return diffusion.sample(net, hi - lo, shape, device=device, generator=image_generators(seed, range(lo, hi), device),
-                                **kwargs).cpu()
+                                **kwargs)
 
-    mine = world.share(n)
-    parts = [draw(lo, min(lo + batch_size, mine.stop)) for lo in range(mine.start, mine.stop, batch_size)]
-    gathered = world.gather_on_main(torch.cat(parts) if parts else torch.empty(0, *shape))
-    return torch.cat(gathered) if gathered is not None else None
+    return run_sharded(n, batch_size, world, draw, shape)

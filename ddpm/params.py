@@ -176,6 +176,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "scales": real_list(0.0),
         "batch_size": integer(1),
         "seed": integer(0),
+        "nproc": integer(1, 4096),
         "amp": AMP,
         "device": choice("auto", "cuda", "mps", "cpu"),
     },

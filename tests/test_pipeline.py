@@ -39,7 +39,8 @@ def project(tmp_path_factory, mnist_dir):
     p["judge"].update(epochs=1, max_images=3000, min_accuracy=0.0)
     p["compare"].update(n=20, ddim_steps=[5, 10], raw_ddim_steps=[5], batch_size=20, nproc=2)
     p["cond"].update(epochs=1, guidance_scales=[0.0, 2.0], n_per_prompt=3, steps=5, batch_size=30, nproc=2)
-    p["completion"].update(steps=5, sweep_images=4, sweep_completions=2, scales=[0.1, 0.5], batch_size=16, n_per_image=2)
+    p["completion"].update(steps=5, sweep_images=4, sweep_completions=2, scales=[0.1, 0.5], batch_size=16, n_per_image=2,
+                           nproc=2)
     p["report"]["posterior_check_t"] = [0, 1, 49]
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
