@@ -56,8 +56,11 @@ class World:
         return parts
 
 
-def init(device_name: str = "auto", timeout_s: float = 300.0) -> tuple[World, torch.device]:
+def init(device_name: str = "auto", timeout_s: float = 1800.0) -> tuple[World, torch.device]:
     """Join the process group torchrun set up (if any); return this process's World and device.
+
+    timeout_s bounds joining and every collective: long, since the other ranks wait at the next step while
+    rank 0 writes a checkpoint and samples its monitoring grid.
 
     One GPU per process (cuda:LOCAL_RANK, NCCL); gloo on CPUs. Fails with one line when the
     launch asks for more GPUs than are visible or the rendezvous cannot be reached.
