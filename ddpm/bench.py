@@ -25,6 +25,7 @@ from .factory import make_diffusion, make_unet, pick_device, with_autocast
 from .guidance import half_mask
 from .io import save_json, save_text
 from .params import validate
+from .profile import profile_overrides
 from .train import TrainConfig, Trainer
 from .unet import Dropout16
 
@@ -187,7 +188,7 @@ def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: i
     """The judge's figures for n samples of the pipeline's trained model: fp32, bf16 with the same noise, and fp32
     with other noise (how much the figures move between seeds). Needs the outputs of `dvc repro evaluate`."""
     from .data import load_mnist
-    from .distributed import image_generators
+    from .distributed import World, sample_sharded
     from .factory import load_for_sampling
     from .judge import judge_images, load_judge, reference_features
     from .metrics import score
@@ -199,9 +200,7 @@ def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: i
     for name, amp, s in (("fp32", "off", seed), ("bf16, same noise", "bf16", seed), ("fp32, other noise", "off", seed + 1)):
         model = load_for_sampling(root / "data/mnist/model/checkpoint.pt", make_unet(cfg, 1, diffusion.T), device, amp)
         t0 = time.perf_counter()
-        x = torch.cat([diffusion.sample(model, min(100, n - i), SHAPE, steps=steps, eta=1.0, device=device,
-                                        generator=image_generators(s, range(i, min(i + 100, n)), device))
-                       for i in range(0, n, 100)])
+        x = sample_sharded(diffusion, model, n, SHAPE, 100, s, World(), device, steps=steps, eta=1.0)
         seconds = time.perf_counter() - t0
         judged = judge_images(judge, x)
         row = score(judged.probs, judged.features, reference)
@@ -214,11 +213,10 @@ def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: i
 def load_config(profile: str | None, params_path: Path = Path("params.yaml")) -> dict[str, Any]:
     """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied."""
     params = yaml.safe_load(params_path.read_text())
-    if profile:
-        for key, value in yaml.safe_load((Path("profiles") / f"{profile}.yaml").read_text()).items():
-            if "." in key:
-                section, name = key.split(".", 1)
-                params[section][name] = value
+    for key, value in (profile_overrides(profile) if profile else {}).items():
+        if "." in key:  # not "targets"
+            section, name = key.split(".", 1)
+            params[section][name] = value
     return validate(params, ["diffusion", "model", "sample"])
 
 

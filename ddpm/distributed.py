@@ -35,10 +35,6 @@ class World:
         lo = n * self.rank // self.size
         return slice(lo, n * (self.rank + 1) // self.size)
 
-    def barrier(self) -> None:
-        if self.size > 1:
-            dist.barrier()
-
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of a scalar over the ranks (the value itself in one process)."""
         if self.size == 1:
@@ -76,7 +72,7 @@ def init(device_name: str = "auto", timeout_s: float = 1800.0) -> tuple[World, t
         visible = torch.cuda.device_count()
         if local_rank >= visible:
             raise DistributedError(f"torchrun started process {local_rank} on this machine but only {visible} GPU(s) "
-                                   f"are visible; set train.nproc (--nproc_per_node) ≤ {visible}")
+                                   f"are visible; set the stage's nproc (--nproc_per_node) ≤ {visible}")
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"

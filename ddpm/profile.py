@@ -8,12 +8,17 @@ from pathlib import Path
 import yaml
 
 
-def profile_args(name: str, folder: Path = Path("profiles")) -> list[str]:
+def profile_overrides(name: str, folder: Path = Path("profiles")) -> dict[str, object]:
+    """profiles/<name>.yaml: {"section.key": value, …} and "targets" (the stages to reproduce)."""
     path = folder / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
         raise SystemExit(f"error: {path} not found; known profiles: {known}")
-    overrides = yaml.safe_load(path.read_text()) or {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def profile_args(name: str, folder: Path = Path("profiles")) -> list[str]:
+    overrides = profile_overrides(name, folder)
     targets = overrides.pop("targets", [])  # stages to reproduce (default: all)
     return [f"-S={key}={json.dumps(value, separators=(',', ':'))}" for key, value in overrides.items()] + targets
 
