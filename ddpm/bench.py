@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .diffusion import Diffusion
-from .factory import make_diffusion, make_unet, pick_device, with_autocast
+from .factory import make_diffusion, make_unet, native_bf16, pick_device, with_autocast
 from .guidance import half_mask
 from .io import save_json, save_text
 from .params import validate
@@ -100,18 +100,22 @@ def timed(fn: Callable[[], Any], device: torch.device, seconds: float, min_calls
 
 def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, batch: int,
                    seconds: float, rounds: int, compile_: bool) -> dict[str, dict[str, float]]:
-    """images/s of one training step (forward, backward, clip, Adam, EMA) per variant, median of `rounds`."""
+    """images/s of one training step (forward, backward, clip, Adam, EMA) per variant, median of `rounds`.
+
+    bf16 variants run only where the device has native bf16 (emulated bf16 would take minutes per step)."""
     bf16 = torch.bfloat16
+    fast, tag = (bf16, "bf16") if native_bf16(device) else (None, "fp32")
     variants: dict[str, tuple[Callable[[], nn.Module], torch.dtype | None, bool]] = {
         "ours fp32": (lambda: make_unet(cfg, 1, diffusion.T), None, False),
-        "ours bf16": (lambda: make_unet(cfg, 1, diffusion.T), bf16, False),
-        "ours bf16, torch dropout": (lambda: with_torch_dropout(make_unet(cfg, 1, diffusion.T)), bf16, False),
+        f"ours {tag}, torch dropout": (lambda: with_torch_dropout(make_unet(cfg, 1, diffusion.T)), fast, False),
         "diffusers fp32": (lambda: DiffusersUNet(cfg), None, False),
-        "diffusers bf16": (lambda: DiffusersUNet(cfg), bf16, False),
     }
+    if fast is not None:
+        variants["ours bf16"] = (lambda: make_unet(cfg, 1, diffusion.T), bf16, False)
+        variants["diffusers bf16"] = (lambda: DiffusersUNet(cfg), bf16, False)
     if compile_:
-        variants["ours bf16, compiled"] = (lambda: make_unet(cfg, 1, diffusion.T), bf16, True)
-        variants["diffusers bf16, compiled"] = (lambda: DiffusersUNet(cfg), bf16, True)
+        variants[f"ours {tag}, compiled"] = (lambda: make_unet(cfg, 1, diffusion.T), fast, True)
+        variants[f"diffusers {tag}, compiled"] = (lambda: DiffusersUNet(cfg), fast, True)
     data = torch.rand(2 * batch, *SHAPE, device=device) * 2 - 1
     steps: dict[str, Callable[[], float]] = {}
     results: dict[str, dict[str, float]] = {}
@@ -158,28 +162,30 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float
 
 def sampling(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, ddim_steps: int,
              seconds: float) -> dict[str, Any]:
-    """ms per denoising step (batch 16 and 256, fp32 and bf16); seconds for 16 samples; complete_image s/image."""
+    """ms per denoising step (batch 16 and 256, fp32 and native bf16); seconds for 16 samples; complete_image s/image."""
     torch.manual_seed(0)
     model = make_unet(cfg, 1, diffusion.T).to(device).eval()
-    fast = with_autocast(model, torch.bfloat16)
+    tag = "bf16" if native_bf16(device) else "fp32"
+    fast = with_autocast(model, torch.bfloat16 if tag == "bf16" else None)
+    precisions = (("fp32", model), ("bf16", fast)) if tag == "bf16" else (("fp32", model),)
     out: dict[str, Any] = {"ms_per_step": {}, "seconds_16": {}, "complete_s_per_image": {}}
     probe = 4  # DDIM steps per timed call
     for batch in (16, 256):
-        for name, m in (("fp32", model), ("bf16", fast)):
+        for name, m in precisions:
             dt = timed(lambda: diffusion.sample(m, batch, SHAPE, steps=probe, eta=1.0, device=device), device, seconds)
             out["ms_per_step"][f"batch {batch}, {name}"] = 1000 * dt / probe
     for label, steps in ((f"ancestral {diffusion.T} steps", None), (f"DDIM {ddim_steps} steps", ddim_steps)):
         mem: dict[str, float] = {}
         with peak_memory(device, mem):
-            out["seconds_16"][f"{label}, bf16"] = timed(
+            out["seconds_16"][f"{label}, {tag}"] = timed(
                 lambda: diffusion.sample(fast, 16, SHAPE, steps=steps, eta=1.0, device=device), device, 0, min_calls=1)
-        out["seconds_16"][f"{label}, bf16 peak_mib"] = mem.get("peak_mib", float("nan"))
+        out["seconds_16"][f"{label}, {tag} peak_mib"] = mem.get("peak_mib", float("nan"))
     y = torch.rand(16, *SHAPE, device=device) * 2 - 1
     mask = half_mask(SHAPE, "bottom").to(device)
     for wrt in ("xt", "mean"):
         dt = timed(lambda: diffusion.complete_image(fast, y, mask, 0.1, wrt, steps=ddim_steps, eta=1.0),
                    device, 0, min_calls=1)
-        out["complete_s_per_image"][f"{wrt}, DDIM {ddim_steps} steps, bf16"] = dt / 16
+        out["complete_s_per_image"][f"{wrt}, DDIM {ddim_steps} steps, {tag}"] = dt / 16
     return out
 
 
@@ -197,7 +203,8 @@ def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: i
     judge = load_judge(root / "data/mnist/judge/judge.pt", device)
     reference = reference_features(judge, load_mnist(root / "data/mnist/raw", "test")[0])
     out: dict[str, dict[str, float]] = {}
-    for name, amp, s in (("fp32", "off", seed), ("bf16, same noise", "bf16", seed), ("fp32, other noise", "off", seed + 1)):
+    runs = [("fp32", "off", seed), ("bf16, same noise", "bf16", seed), ("fp32, other noise", "off", seed + 1)]
+    for name, amp, s in runs if native_bf16(device) else runs[::2]:
         model = load_for_sampling(root / "data/mnist/model/checkpoint.pt", make_unet(cfg, 1, diffusion.T), device, amp)
         t0 = time.perf_counter()
         x = sample_sharded(diffusion, model, n, SHAPE, 100, s, World(), device, steps=steps, eta=1.0)
@@ -228,7 +235,9 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
     cfg = p["model"]
     train = train_variants(cfg, diffusion, device, batch, seconds, rounds, compile_)
     flops = training_flops(cfg, diffusion, device, batch)
-    peaks = {str(dt).removeprefix("torch."): matmul_peak(device, dt, 2048, seconds) for dt in (torch.float32, torch.bfloat16)}
+    tag = "bf16" if native_bf16(device) else "fp32"
+    dtypes = (torch.float32, torch.bfloat16) if tag == "bf16" else (torch.float32,)
+    peaks = {str(dt).removeprefix("torch."): matmul_peak(device, dt, 2048, seconds) for dt in dtypes}
     for name, r in train.items():
         if name.startswith("ours"):
             achieved = flops / batch * r["images_per_s"]
@@ -236,16 +245,18 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
             r.update(tflops=achieved / 1e12, mfu=achieved / peaks[dtype], mfu_dtype=dtype)
     ddim = p["sample"]["steps"] if p["sample"]["steps"] < diffusion.T else 50
     quality = sampling_quality(cfg, diffusion, ddim, quality_n, p["sample"]["seed"]) if quality_n else {}
+    rate = {name: r["images_per_s"] for name, r in train.items()}
+    ratios = {
+        f"ours {tag} / diffusers fp32 (diffusers' documented way)": rate[f"ours {tag}"] / rate["diffusers fp32"],
+        f"ours {tag} / diffusers {tag} (same precision, eager)": rate[f"ours {tag}"] / rate[f"diffusers {tag}"],
+        f"Dropout16 / torch dropout ({tag})": rate[f"ours {tag}"] / rate[f"ours {tag}, torch dropout"],
+    }
+    if tag == "bf16":
+        ratios["bf16 / fp32 (ours)"] = rate["ours bf16"] / rate["ours fp32"]
     return {
         "date": time.strftime("%Y-%m-%d"), "device": describe(device), "torch": torch.__version__,
-        "profile": profile or "none (params.yaml)", "model": cfg, "batch": batch,
-        "train": train, "ratios": {
-            "ours bf16 / diffusers fp32 (diffusers' documented way)": train["ours bf16"]["images_per_s"] / train["diffusers fp32"]["images_per_s"],
-            "ours bf16 / diffusers bf16 (same precision, eager)": train["ours bf16"]["images_per_s"] / train["diffusers bf16"]["images_per_s"],
-            "ours fp32 / diffusers fp32": train["ours fp32"]["images_per_s"] / train["diffusers fp32"]["images_per_s"],
-            "Dropout16 / torch dropout (bf16)": train["ours bf16"]["images_per_s"] / train["ours bf16, torch dropout"]["images_per_s"],
-            "bf16 / fp32 (ours)": train["ours bf16"]["images_per_s"] / train["ours fp32"]["images_per_s"],
-        },
+        "native_bf16": tag == "bf16", "profile": profile or "none (params.yaml)", "model": cfg, "batch": batch,
+        "train": train, "ratios": ratios,
         "flops_per_image": flops / batch, "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
         "sampling": sampling(cfg, diffusion, device, ddim, seconds), "quality": quality,
     }
@@ -258,7 +269,8 @@ def describe(device: torch.device) -> str:
 
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
+    native = "native bf16" if native_bf16(device) else "no native bf16"
+    return f"CPU: {cpu} ({torch.backends.cpu.get_cpu_capability()}, {native}), {torch.get_num_threads()} threads"
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -91,7 +91,7 @@ def _range(lo: Any, hi: Any) -> str:
     return f"≥ {lo}" if lo is not None else (f"≤ {hi}" if hi is not None else "")
 
 
-AMP = choice("auto", "bf16", "off")  # bf16 autocast: auto = on CUDA only
+AMP = choice("auto", "bf16", "off")  # bf16 autocast: auto = where the device has native bf16
 
 SCHEMA: dict[str, dict[str, Check]] = {
     "data": {

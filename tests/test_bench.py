@@ -35,3 +35,17 @@ def test_markdown_lists_every_variant():
          "sampling": {"ms_per_step": {"batch 16, fp32": 3.0}, "seconds_16": {}, "complete_s_per_image": {}}}
     md = markdown(r)
     assert "| ours bf16 | 2.0 | 0.100 | 50.0 % (bfloat16) | 9 |" in md and "| a / b | 1.50 |" in md
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_variants_run_only_where_bf16_is_native(monkeypatch, native):
+    """On a CPU without AVX512-BF16/AMX the bench times fp32 only (emulated bf16 takes minutes per step)."""
+    import ddpm.bench as bench
+
+    monkeypatch.setattr(bench, "native_bf16", lambda device: native)
+    d = make_diffusion(dict(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02))
+    tiny = dict(CFG, channels=8, groups=4, heads=2)
+    got = bench.train_variants(tiny, d, torch.device("cpu"), batch=4, seconds=0, rounds=1, compile_=False)
+    tag = "bf16" if native else "fp32"
+    expected = {"ours fp32", f"ours {tag}, torch dropout", "diffusers fp32"} | ({"ours bf16", "diffusers bf16"} if native else set())
+    assert set(got) == expected and all(r["images_per_s"] > 0 for r in got.values())

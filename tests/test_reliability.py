@@ -61,14 +61,14 @@ def test_sigkill_at_random_points_then_resume_ends_with_the_same_state(tmp_path)
         while not (line := proc.stdout.readline()).startswith("READY"):  # after "resuming after epoch …"
             assert line, "the training process ended before it was ready"
         time.sleep(rng.uniform(0.2, 1.5))
-        if proc.poll() is None:
+        if proc.poll() is None and kills < 6:  # then let the last start finish: a slow CPU needs no 40 starts
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
             if killed.exists() or previous_path(killed).exists():  # what a kill leaves always loads
                 load_checkpoint(killed if killed.exists() else previous_path(killed))
         else:
-            assert proc.returncode == 0 and "DONE" in proc.stdout.read()
+            assert proc.wait(timeout=300) == 0 and "DONE" in proc.stdout.read()
             break
     assert kills >= 5, f"only {kills} kills landed before the run finished"
     print(f"{kills} SIGKILLs, {cycles} starts")
