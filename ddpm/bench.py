@@ -193,15 +193,14 @@ def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: i
                      root: Path = Path(".")) -> dict[str, dict[str, float]]:
     """The judge's figures for n samples of the pipeline's trained model: fp32, bf16 with the same noise, and fp32
     with other noise (how much the figures move between seeds). Needs the outputs of `dvc repro evaluate`."""
-    from .data import load_mnist
     from .distributed import World, sample_sharded
     from .factory import load_for_sampling
-    from .judge import judge_images, load_judge, reference_features
+    from .judge import judge_images, load_judge, load_reference
     from .metrics import score
 
     device = torch.device("cpu")
     judge = load_judge(root / "data/mnist/judge/judge.pt", device)
-    reference = reference_features(judge, load_mnist(root / "data/mnist/raw", "test")[0])
+    reference = load_reference(root / "data/mnist/judge/judge.pt")
     out: dict[str, dict[str, float]] = {}
     runs = [("fp32", "off", seed), ("bf16, same noise", "bf16", seed), ("fp32, other noise", "off", seed + 1)]
     for name, amp, s in runs if native_bf16(device) else runs[::2]:

@@ -4,13 +4,12 @@ from pathlib import Path
 
 from ddpm import distributed, params
 from ddpm.cli import run_stage
-from ddpm.data import load_mnist
 from ddpm.factory import load_for_sampling, make_diffusion, make_unet
 from ddpm.io import save_json
-from ddpm.judge import judge_images, load_judge, reference_features
+from ddpm.judge import judge_images, load_judge, load_reference
 from ddpm.metrics import score
 
-RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
+CHECKPOINT, JUDGE = Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
 OUT = Path("reports/compare")
 
 
@@ -20,8 +19,7 @@ def main() -> None:
     world, device = distributed.init(cp["device"])
     diffusion = make_diffusion(p["diffusion"])
     judge = load_judge(JUDGE, device)
-    test, _ = load_mnist(RAW, "test")
-    reference = reference_features(judge, test)
+    reference = load_reference(JUDGE)
     configs = [("ema", None)] if cp["ancestral"] else []
     configs += [("ema", s) for s in cp["ddim_steps"]] + [("raw", s) for s in cp["raw_ddim_steps"]]
     checkpoint_key = {"ema": "ema", "raw": "model"}

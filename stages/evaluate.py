@@ -9,7 +9,7 @@ from ddpm.cli import run_stage
 from ddpm.data import load_mnist
 from ddpm.factory import pick_device
 from ddpm.io import load_torch, save_json, save_torch
-from ddpm.judge import judge_images, load_judge, reference_features
+from ddpm.judge import judge_images, load_judge, load_reference
 from ddpm.metrics import check_samples, class_histogram, memorization, score, split_test
 
 RAW, SAMPLES, JUDGE = Path("data/mnist/raw"), Path("data/mnist/samples"), Path("data/mnist/judge/judge.pt")
@@ -27,7 +27,7 @@ def main() -> None:
     held_out, ref_images = split_test(test)
     if n > len(held_out):
         raise ValueError(f"{SAMPLES / 'eval.pt'}: {n} samples; at most {len(held_out)} (the held-out half of the test set)")
-    reference = reference_features(judge, test)
+    reference = load_reference(JUDGE)
     g = torch.Generator().manual_seed(ep["seed"])
     rows = {  # every row: N images against the same reference half of the test set
         "model": samples,

@@ -6,7 +6,7 @@ from ddpm.cli import run_stage
 from ddpm.data import load_mnist, verify_mnist
 from ddpm.factory import pick_device
 from ddpm.io import save_json, save_torch
-from ddpm.judge import judge_images, train_judge
+from ddpm.judge import judge_images, reference_features, train_judge
 
 RAW, OUT, METRICS = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt"), Path("reports/judge/metrics.json")
 
@@ -19,7 +19,8 @@ def main() -> None:
     judge, history = train_judge(x.to(device), y.to(device), jp["epochs"], jp["batch_size"], jp["lr"], jp["seed"])
     xt, yt = load_mnist(RAW, "test")
     accuracy = float((judge_images(judge, xt).probs.argmax(1) == yt).float().mean())
-    save_torch({"judge": judge.cpu().state_dict(), "history": history}, OUT)
+    reference = reference_features(judge, xt)  # every scoring stage measures fid_clf against these
+    save_torch({"judge": judge.cpu().state_dict(), "history": history, "reference": reference}, OUT)
     save_json({"test_accuracy": accuracy, "train_seconds": sum(h["seconds"] for h in history)}, METRICS)
     print(f"judge: test accuracy {accuracy:.4f}")
     if accuracy < jp["min_accuracy"]:

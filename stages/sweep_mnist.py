@@ -12,13 +12,12 @@ import torch
 from ddpm import distributed, params
 from ddpm.cli import run_stage
 from ddpm.conditional import digit_context, parse_digit_prompt
-from ddpm.data import load_mnist
 from ddpm.factory import load_for_sampling, make_diffusion, make_unet
 from ddpm.io import save_json, save_torch
-from ddpm.judge import judge_images, load_judge, reference_features
+from ddpm.judge import judge_images, load_judge, load_reference
 from ddpm.metrics import score
 
-RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model_cond/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
+CHECKPOINT, JUDGE = Path("data/mnist/model_cond/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
     diffusion = make_diffusion(p["diffusion"])
     model = load_for_sampling(CHECKPOINT, make_unet(p["model"], 1, diffusion.T, context_dim=10), device, cp["amp"])
     judge = load_judge(JUDGE, device)
-    reference = reference_features(judge, load_mnist(RAW, "test")[0])
+    reference = load_reference(JUDGE)
     wanted = torch.tensor(digits).repeat_interleave(cp["n_per_prompt"])
     steps = None if cp["steps"] == diffusion.T else cp["steps"]
     t0 = time.time()

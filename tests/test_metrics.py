@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm.judge import Judge, judge_images, load_judge, random_shift
+from ddpm.judge import Judge, judge_images, load_judge, load_reference, random_shift, reference_features
 from ddpm.metrics import (check_samples, coverage, fid_clf, frechet_distance, memorization, nearest_distance,
                           recognizable)
 
@@ -65,6 +65,19 @@ def test_judge_shapes_and_a_foreign_checkpoint(tmp_path):
     torch.save({"judge": {"weight": torch.zeros(3)}}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="bad.pt: not a judge checkpoint"):
         load_judge(tmp_path / "bad.pt")
+
+
+def test_reference_features_are_stored_with_the_judge(tmp_path):
+    """Scoring stages load the judge stage's reference features instead of recomputing them; an older
+    judge checkpoint without them is named, with the stage to re-run."""
+    judge, test = Judge(), torch.rand(5020, 1, 28, 28) * 2 - 1
+    ref = reference_features(judge, test)
+    assert ref.shape == (20, 64)  # the reference half: what follows the first 5 000 (held-out) digits
+    torch.save({"judge": judge.state_dict(), "reference": ref}, tmp_path / "judge.pt")
+    assert torch.equal(load_reference(tmp_path / "judge.pt"), ref)
+    torch.save({"judge": judge.state_dict()}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="old.pt: holds no reference features .* re-run dvc repro judge"):
+        load_reference(tmp_path / "old.pt")
 
 
 def test_random_shift_moves_digits_without_flipping():
