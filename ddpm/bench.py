@@ -124,7 +124,7 @@ def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.devi
         model = build().to(device)
         trainer = Trainer(model, diffusion, data, TrainConfig(batch_size=batch, autocast=amp), Path("unused.pt"), {})
         if compiled:
-            trainer.model = torch.compile(model)
+            trainer.net = torch.compile(trainer.net)  # the module train_step calls (the DDP wrapper, if any)
         x = data[:batch]
         results[name] = {"parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
         with peak_memory(device, results[name]):
@@ -275,11 +275,13 @@ def describe(device: torch.device) -> str:
 def markdown(r: dict[str, Any]) -> str:
     """The benchmark as Markdown tables (README)."""
     lines = [f"{r['date']}, {r['device']}, torch {r['torch']}, profile {r['profile']}, batch {r['batch']}", "",
-             "| training step | images/s | TFLOP/s | MFU (vs matmul peak of) | peak MiB |", "| --- | ---: | ---: | ---: | ---: |"]
+             "| training step | images/s | TFLOP/s | MFU (vs matmul peak of) | peak MiB | first 2 steps, s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, t in r["train"].items():
         mfu = f"{100 * t['mfu']:.1f} % ({t['mfu_dtype']})" if "mfu" in t else "–"
         tf = f"{t['tflops']:.3f}" if "tflops" in t else "–"
-        lines.append(f"| {name} | {t['images_per_s']:.1f} | {tf} | {mfu} | {t.get('peak_mib', float('nan')):.0f} |")
+        lines.append(f"| {name} | {t['images_per_s']:.1f} | {tf} | {mfu} | {t.get('peak_mib', float('nan')):.0f} | "
+                     f"{t.get('warmup_s', float('nan')):.1f} |")
     lines += ["", "| ratio | value |", "| --- | ---: |"] + [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
     peaks = ", ".join(f"{k} {v:.2f}" for k, v in r["matmul_peak_tflops"].items())
     lines += ["", f"Training FLOPs per image (forward + backward): {r['flops_per_image'] / 1e9:.2f} GFLOP; "

@@ -34,7 +34,7 @@ def test_markdown_lists_every_variant():
          "ratios": {"a / b": 1.5}, "flops_per_image": 1e9, "matmul_peak_tflops": {"float32": 1.0},
          "sampling": {"ms_per_step": {"batch 16, fp32": 3.0}, "seconds_16": {}, "complete_s_per_image": {}}}
     md = markdown(r)
-    assert "| ours bf16 | 2.0 | 0.100 | 50.0 % (bfloat16) | 9 |" in md and "| a / b | 1.50 |" in md
+    assert "| ours bf16 | 2.0 | 0.100 | 50.0 % (bfloat16) | 9 | nan |" in md and "| a / b | 1.50 |" in md
 
 
 @pytest.mark.parametrize("native", [False, True])
