@@ -124,7 +124,7 @@ def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.devi
         model = build().to(device)
         trainer = Trainer(model, diffusion, data, TrainConfig(batch_size=batch, autocast=amp), Path("unused.pt"), {})
         if compiled:
-            trainer.net = torch.compile(trainer.net)  # the module train_step calls (the DDP wrapper, if any)
+            trainer.net = torch.compile(trainer.net, dynamic=False)  # static: dynamic shapes broke inductor
         x = data[:batch]
         results[name] = {"parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
         with peak_memory(device, results[name]):
