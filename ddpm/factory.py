@@ -48,17 +48,21 @@ def native_bf16(device: torch.device) -> bool:
 
     Elsewhere bf16 is emulated: on an AVX2-only CPU a bf16 matrix product measured 300× slower than fp32.
     """
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # not is_bf16_supported(), which also says yes where bf16 is only emulated
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":  # torch.cpu's probes of the CPU's instruction set (private, hence getattr)
         return any(getattr(torch.cpu, probe, lambda: False)()
                    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return False
 
 
+_warned: set[str] = set()
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """bf16 autocast: always for amp='bf16', where the device has native bf16 for amp='auto', never for amp='off'."""
-    if amp == "bf16" and not native_bf16(device):
+    if amp == "bf16" and not native_bf16(device) and device.type not in _warned:
+        _warned.add(device.type)  # once per process: a stage resolves amp for the model and for its EMA
         print(f"warning: amp = bf16 on {device.type} without native bf16 (no AVX512-BF16/AMX): it is emulated and "
               "far slower than fp32; set amp: auto (or off) to train and sample in fp32", file=sys.stderr)
     if amp == "bf16" or (amp == "auto" and native_bf16(device)):
