@@ -55,14 +55,14 @@ def judge_images(judge: Judge, x: torch.Tensor, batch_size: int = 100) -> JudgeO
     return JudgeOutput(torch.cat(feats), torch.cat(probs))
 
 
-def reference_features(judge: Judge, test: torch.Tensor) -> torch.Tensor:
-    """The judge's features of the reference half of the test set: what every fid_clf is measured against.
+def reference_features(test_features: torch.Tensor) -> torch.Tensor:
+    """The reference half of the judge's features of the whole test set: what every fid_clf is measured against.
 
-    The judge stage stores them in its checkpoint (`load_reference`): 5 000 forward passes cost 10 s on a
-    2-core CPU, once per scoring stage and per process otherwise."""
+    The judge stage, which judges the test set anyway, stores them in its checkpoint (`load_reference`):
+    5 000 forward passes cost 10 s on a 2-core CPU, once per scoring stage and per process otherwise."""
     from .metrics import split_test
 
-    return judge_images(judge, split_test(test)[1]).features
+    return split_test(test_features)[1]
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -118,7 +118,7 @@ def load_judge(path, device: torch.device | str = "cpu") -> Judge:
 
 
 def load_reference(path) -> torch.Tensor:
-    """The reference features stored beside the judge's weights (`reference_features` of the test set)."""
+    """The reference features stored beside the judge's weights (`reference_features`)."""
     from .io import load_torch
 
     state = load_torch(path, "judge checkpoint")

@@ -18,8 +18,9 @@ def main() -> None:
     x, y = load_mnist(RAW, "train", jp["max_images"])
     judge, history = train_judge(x.to(device), y.to(device), jp["epochs"], jp["batch_size"], jp["lr"], jp["seed"])
     xt, yt = load_mnist(RAW, "test")
-    accuracy = float((judge_images(judge, xt).probs.argmax(1) == yt).float().mean())
-    reference = reference_features(judge, xt)  # every scoring stage measures fid_clf against these
+    judged = judge_images(judge, xt)
+    accuracy = float((judged.probs.argmax(1) == yt).float().mean())
+    reference = reference_features(judged.features)  # every scoring stage measures fid_clf against these
     save_torch({"judge": judge.cpu().state_dict(), "history": history, "reference": reference}, OUT)
     save_json({"test_accuracy": accuracy, "train_seconds": sum(h["seconds"] for h in history)}, METRICS)
     print(f"judge: test accuracy {accuracy:.4f}")

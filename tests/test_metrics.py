@@ -71,7 +71,7 @@ def test_reference_features_are_stored_with_the_judge(tmp_path):
     """Scoring stages load the judge stage's reference features instead of recomputing them; an older
     judge checkpoint without them is named, with the stage to re-run."""
     judge, test = Judge(), torch.rand(5020, 1, 28, 28) * 2 - 1
-    ref = reference_features(judge, test)
+    ref = reference_features(judge_images(judge, test).features)
     assert ref.shape == (20, 64)  # the reference half: what follows the first 5 000 (held-out) digits
     torch.save({"judge": judge.state_dict(), "reference": ref}, tmp_path / "judge.pt")
     assert torch.equal(load_reference(tmp_path / "judge.pt"), ref)
