@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .checkpoint import load_unet
+from .completion import half_mask
+from .device import native_bf16, pick_device, with_autocast
 from .diffusion import Diffusion
-from .factory import make_diffusion, make_unet, native_bf16, pick_device, with_autocast
-from .guidance import half_mask
+from .distributed import World, sample_sharded
+from .guidance import complete_image
 from .io import save_json, save_text
-from .params import validate
+from .judge import judge_images, load_judge
+from .metrics import score
+from .params import read_yaml, validate
 from .profile import profile_overrides
+from .samplers import sample
 from .train import TrainConfig, Trainer
-from .unet import Dropout16
+from .unet import Dropout16, UNet
 
 SHAPE = (1, 28, 28)
 
@@ -106,15 +112,15 @@ def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.devi
     bf16 = torch.bfloat16
     fast, tag = (bf16, "bf16") if native_bf16(device) else (None, "fp32")
     variants: dict[str, tuple[Callable[[], nn.Module], torch.dtype | None, bool]] = {
-        "ours fp32": (lambda: make_unet(cfg, 1, diffusion.T), None, False),
-        f"ours {tag}, torch dropout": (lambda: with_torch_dropout(make_unet(cfg, 1, diffusion.T)), fast, False),
+        "ours fp32": (lambda: UNet.from_params(cfg, 1, diffusion.T), None, False),
+        f"ours {tag}, torch dropout": (lambda: with_torch_dropout(UNet.from_params(cfg, 1, diffusion.T)), fast, False),
         "diffusers fp32": (lambda: DiffusersUNet(cfg), None, False),
     }
     if fast is not None:
-        variants["ours bf16"] = (lambda: make_unet(cfg, 1, diffusion.T), bf16, False)
+        variants["ours bf16"] = (lambda: UNet.from_params(cfg, 1, diffusion.T), bf16, False)
         variants["diffusers bf16"] = (lambda: DiffusersUNet(cfg), bf16, False)
     if compile_:
-        variants[f"ours {tag}, compiled"] = (lambda: make_unet(cfg, 1, diffusion.T), fast, True)
+        variants[f"ours {tag}, compiled"] = (lambda: UNet.from_params(cfg, 1, diffusion.T), fast, True)
         variants[f"diffusers {tag}, compiled"] = (lambda: DiffusersUNet(cfg), fast, True)
     data = torch.rand(2 * batch, *SHAPE, device=device) * 2 - 1
     steps: dict[str, Callable[[], float]] = {}
@@ -146,7 +152,7 @@ def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.devi
 
 def training_flops(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, batch: int) -> float:
     """FLOPs of one training step's forward and backward at `batch` (torch.utils.flop_counter)."""
-    model = make_unet(cfg, 1, diffusion.T).to(device)
+    model = UNet.from_params(cfg, 1, diffusion.T).to(device)
     x = torch.rand(batch, *SHAPE, device=device) * 2 - 1
     with FlopCounterMode(display=False) as counter:
         diffusion.loss(model, x).backward()
@@ -164,7 +170,7 @@ def sampling(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, dd
              seconds: float) -> dict[str, Any]:
     """ms per denoising step (batch 16 and 256, fp32 and native bf16); seconds for 16 samples; complete_image s/image."""
     torch.manual_seed(0)
-    model = make_unet(cfg, 1, diffusion.T).to(device).eval()
+    model = UNet.from_params(cfg, 1, diffusion.T).to(device).eval()
     tag = "bf16" if native_bf16(device) else "fp32"
     fast = with_autocast(model, torch.bfloat16 if tag == "bf16" else None)
     precisions = (("fp32", model), ("bf16", fast)) if tag == "bf16" else (("fp32", model),)
@@ -172,18 +178,19 @@ def sampling(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, dd
     probe = 4  # DDIM steps per timed call
     for batch in (16, 256):
         for name, m in precisions:
-            dt = timed(lambda: diffusion.sample(m, batch, SHAPE, steps=probe, eta=1.0, device=device), device, seconds)
+            dt = timed(lambda: sample(diffusion, m, batch, SHAPE, sampler="ddim", steps=probe, eta=1.0, device=device), device, seconds)
             out["ms_per_step"][f"batch {batch}, {name}"] = 1000 * dt / probe
-    for label, steps in ((f"ancestral {diffusion.T} steps", None), (f"DDIM {ddim_steps} steps", ddim_steps)):
+    for label, sampler, steps in ((f"ancestral {diffusion.T} steps", "ancestral", diffusion.T),
+                                  (f"DDIM {ddim_steps} steps", "ddim", ddim_steps)):
         mem: dict[str, float] = {}
         with peak_memory(device, mem):
             out["seconds_16"][f"{label}, {tag}"] = timed(
-                lambda: diffusion.sample(fast, 16, SHAPE, steps=steps, eta=1.0, device=device), device, 0, min_calls=1)
+                lambda: sample(diffusion, fast, 16, SHAPE, sampler=sampler, steps=steps, eta=1.0, device=device), device, 0, min_calls=1)
         out["seconds_16"][f"{label}, {tag} peak_mib"] = mem.get("peak_mib", float("nan"))
     y = torch.rand(16, *SHAPE, device=device) * 2 - 1
     mask = half_mask(SHAPE, "bottom").to(device)
     for wrt in ("xt", "mean"):
-        dt = timed(lambda: diffusion.complete_image(fast, y, mask, 0.1, wrt, steps=ddim_steps, eta=1.0),
+        dt = timed(lambda: complete_image(diffusion, fast, y, mask, 0.1, wrt, sampler="ddim", steps=ddim_steps, eta=1.0),
                    device, 0, min_calls=1)
         out["complete_s_per_image"][f"{wrt}, DDIM {ddim_steps} steps, {tag}"] = dt / 16
     return out
@@ -193,20 +200,14 @@ def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: i
                      root: Path = Path(".")) -> dict[str, dict[str, float]]:
     """The judge's figures for n samples of the pipeline's trained model: fp32, bf16 with the same noise, and fp32
     with other noise (how much the figures move between seeds). Needs the outputs of `dvc repro evaluate`."""
-    from .distributed import World, sample_sharded
-    from .factory import load_for_sampling
-    from .judge import judge_images, load_judge, load_reference
-    from .metrics import score
-
     device = torch.device("cpu")
-    judge = load_judge(root / "data/mnist/judge/judge.pt", device)
-    reference = load_reference(root / "data/mnist/judge/judge.pt")
+    judge, reference = load_judge(root / "data/mnist/judge/judge.pt", device)
     out: dict[str, dict[str, float]] = {}
     runs = [("fp32", "off", seed), ("bf16, same noise", "bf16", seed), ("fp32, other noise", "off", seed + 1)]
     for name, amp, s in runs if native_bf16(device) else runs[::2]:
-        model = load_for_sampling(root / "data/mnist/model/checkpoint.pt", make_unet(cfg, 1, diffusion.T), device, amp)
+        model = load_unet(root / "data/mnist/model/checkpoint.pt", cfg, diffusion.T, device, amp)
         t0 = time.perf_counter()
-        x = sample_sharded(diffusion, model, n, SHAPE, 100, s, World(), device, steps=steps, eta=1.0)
+        x = sample_sharded(diffusion, model, n, SHAPE, 100, s, World(), device, sampler="ddim", steps=steps, eta=1.0)
         seconds = time.perf_counter() - t0
         judged = judge_images(judge, x)
         row = score(judged.probs, judged.features, reference)
@@ -218,7 +219,7 @@ def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: i
 # -- the run -------------------------------------------------------------------------------
 def load_config(profile: str | None, params_path: Path = Path("params.yaml")) -> dict[str, Any]:
     """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied."""
-    params = yaml.safe_load(params_path.read_text())
+    params = read_yaml(params_path)
     for key, value in (profile_overrides(profile) if profile else {}).items():
         if "." in key:  # not "targets"
             section, name = key.split(".", 1)
@@ -230,7 +231,7 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
         quality_n: int = 0) -> dict[str, Any]:
     p = load_config(profile)
     device = pick_device(device_name)
-    diffusion = make_diffusion(p["diffusion"])
+    diffusion = Diffusion.from_params(p["diffusion"])
     cfg = p["model"]
     train = train_variants(cfg, diffusion, device, batch, seconds, rounds, compile_)
     flops = training_flops(cfg, diffusion, device, batch)
@@ -262,8 +263,6 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
-
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     native = "native bf16" if native_bf16(device) else "no native bf16"

@@ -13,6 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .data import DataError
+from .io import atomic_path
 
 FULL_COUNT = 202_599  # images in img_align_celeba
 REQUIRED = ("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt")
@@ -81,8 +82,6 @@ def caption(attrs: pd.Series) -> str:
 
 def write_clip_data(attrs: pd.DataFrame, path: Path) -> pd.DataFrame:
     """clip-data.csv from the attribute list: one row per image, with a caption."""
-    from .io import atomic_path
-
     df = pd.DataFrame({"image": attrs.index, "caption": [caption(row) for _, row in attrs.iterrows()]})
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)

@@ -1,4 +1,4 @@
-"""Gaussian diffusion: the forward process q, its posterior, the ε-loss and the samplers.
+"""Gaussian diffusion: the forward process q, its posterior, the reverse-q step and the ε-loss.
 
 One object holds every schedule-derived tensor (float64 on the CPU, cast on use), as in
 openai/improved-diffusion's `gaussian_diffusion.py`. It is not an `nn.Module`, so an EMA
@@ -7,11 +7,12 @@ the first noising step, so ᾱ_{-1} := 1 and the posterior at t = 0 has variance
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from .schedule import named_betas
 
 # model(x_t, t, **kwargs) -> ε̂(x_t, t)
 NoisePredictor = Callable[..., torch.Tensor]
@@ -36,6 +37,11 @@ class Diffusion:
         self.posterior_coef_x0 = betas * self.alphas_bar_prev.sqrt() / (1 - self.alphas_bar)
         self.posterior_coef_xt = (1 - self.alphas_bar_prev) * self.alphas.sqrt() / (1 - self.alphas_bar)
         self._device_cache: dict[tuple[torch.device, torch.dtype, str], torch.Tensor] = {}
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> "Diffusion":
+        """From the `diffusion` params section: {T, schedule, beta_start, beta_end}."""
+        return cls(named_betas(p["schedule"], p["T"], beta_start=p["beta_start"], beta_end=p["beta_end"]))
 
     # -- helpers -------------------------------------------------------------------------
     def _at(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -138,77 +144,3 @@ class Diffusion:
         """Pairs (t, t_prev) visited by a sampler, ending with t_prev = −1 (x_0)."""
         ts = self.timesteps(steps)
         yield from zip(ts, ts[1:] + [-1])
-
-    def reverse(
-        self, x: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, *, ancestral: bool, eta: float, clip: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of p(x_{t_prev} | x_t) given ε̂: q_reverse (ancestral) or the DDIM step."""
-        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        if ancestral:
-            return self.q_reverse(x, tt, eps, clip)
-        return self.ddim_reverse(x, tt, torch.full_like(tt, t_prev), eps, eta, clip)
-
-    def sampler_kind(self, steps: int | None, method: str | None) -> bool:
-        """Validate the sampler choice; True for the ancestral sampler, False for DDIM."""
-        method = method or ("ancestral" if steps is None else "ddim")
-        if method not in ("ancestral", "ddim"):
-            raise ValueError(f"method = {method!r}: must be 'ancestral' or 'ddim'")
-        if method == "ancestral" and steps not in (None, self.T):
-            raise ValueError(f"steps = {steps}: the ancestral sampler visits all T = {self.T} steps; use method='ddim'")
-        return method == "ancestral"
-
-    @torch.no_grad()
-    def sample(
-        self, model: NoisePredictor, n: int, shape: tuple[int, ...], *, steps: int | None = None,
-        eta: float = 0.0, method: str | None = None, clip: bool = True,
-        generator: torch.Generator | list[torch.Generator] | None = None, device: torch.device | str | None = None,
-        progress: bool = False, **model_kwargs,
-    ) -> torch.Tensor:
-        """x_T ~ N(0, I), then x_{t-1} ~ p(x_{t-1} | x_t) down to x_0 (ancestral over all T, or DDIM over `steps`).
-
-        method: "ancestral" (q_reverse at every t; the default when `steps` is None) or "ddim"
-        (η = `eta`; η = 1 over all T steps is the ancestral sampler). Returns x_0 in [−1, 1].
-        """
-        ancestral = self.sampler_kind(steps, method)
-        if eta < 0:
-            raise ValueError(f"eta = {eta}: must be ≥ 0")
-        device = torch.device(device) if device is not None else next(_parameters(model), torch.empty(0)).device
-        x = randn((n, *shape), generator, device)
-        pairs = list(self.reverse_steps(steps))
-        for t, t_prev in tqdm(pairs, disable=not progress, desc="sampling", leave=False):
-            tt = torch.full((n,), t, device=device, dtype=torch.long)
-            eps = model(x, tt, **model_kwargs).to(x.dtype)
-            mean, var = self.reverse(x, t, t_prev, eps, ancestral=ancestral, eta=eta, clip=clip)
-            x = mean + var.sqrt() * randn(x.shape, generator, device) if t_prev >= 0 else mean
-        return x.clamp(-1, 1)
-
-    def complete_image(self, model: NoisePredictor, y: torch.Tensor, ymask: torch.Tensor, scale: float = 1.0,
-                       wrt: str = "xt", **kwargs) -> torch.Tensor:
-        """Sample x ~ p(x | y_m·x = y_m·y): `sample` plus −s·∇ Σ_pixels (y_m·(x̂_0 − y))² after each step (see guidance.py)."""
-        from .guidance import complete_image
-
-        return complete_image(self, model, y, ymask, scale, wrt, **kwargs)
-
-
-def randn(shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator] | None,
-          device: torch.device | str) -> torch.Tensor:
-    """N(0, I) noise; with a list of generators, image i draws from generator i (a batch then equals single images)."""
-    if isinstance(generator, (list, tuple)):
-        if len(generator) != shape[0]:
-            raise ValueError(f"generator: {len(generator)} generators for a batch of {shape[0]} images")
-        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
-    return torch.randn(shape, generator=generator, device=device)
-
-
-def _parameters(model: NoisePredictor) -> Iterator[torch.Tensor]:
-    return model.parameters() if isinstance(model, torch.nn.Module) else iter(())
-
-
-def sample_batched(
-    diffusion: Diffusion, model: NoisePredictor, n: int, shape: tuple[int, ...], batch_size: int,
-    generator: torch.Generator | None = None, device: torch.device | str | None = None, **kwargs,
-) -> torch.Tensor:
-    """`n` samples drawn `batch_size` at a time and gathered on the CPU, so memory stays bounded by one batch."""
-    out = [diffusion.sample(model, min(batch_size, n - i), shape, generator=generator, device=device, **kwargs).cpu()
-           for i in range(0, n, batch_size)]
-    return torch.cat(out) if out else torch.empty(0, *shape)

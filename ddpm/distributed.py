@@ -14,6 +14,11 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from .device import pick_device
+from .diffusion import Diffusion
+from .guidance import ClassifierFreeGuidance
+from .samplers import image_generators, sample
+
 
 class DistributedError(RuntimeError):
     """A launch that cannot work (too many processes, a batch that does not split, no rendezvous): one line."""
@@ -61,8 +66,6 @@ def init(device_name: str = "auto", timeout_s: float = 1800.0) -> tuple[World, t
     One GPU per process (cuda:LOCAL_RANK, NCCL); gloo on CPUs. Fails with one line when the
     launch asks for more GPUs than are visible or the rendezvous cannot be reached.
     """
-    from .factory import pick_device
-
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(), pick_device(device_name)
@@ -91,10 +94,8 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def check_launch(nproc: int, batch_size: int | None, device_name: str = "auto", section: str = "train") -> None:
+def check_launch(nproc: int, batch_size: int | None, device_name: str = "auto", section: str = "train_mnist") -> None:
     """Before starting N processes: enough devices, and a global batch that splits evenly (one-line errors)."""
-    from .factory import pick_device
-
     device = pick_device(device_name)
     if device.type == "cuda" and nproc > torch.cuda.device_count():
         raise DistributedError(f"{section}.nproc = {nproc} but only {torch.cuda.device_count()} GPU(s) are visible; "
@@ -107,11 +108,6 @@ def check_launch(nproc: int, batch_size: int | None, device_name: str = "auto", 
                                f"{section}.nproc = {nproc} processes; make it a multiple of {nproc}")
 
 
-def image_generators(seed: int, indices: range, device: torch.device) -> list[torch.Generator]:
-    """One generator per image, seeded by (seed, image index): an image's noise does not depend on batching or ranks."""
-    return [torch.Generator(device).manual_seed(seed * 1_000_003 + i) for i in indices]
-
-
 def run_sharded(n: int, batch_size: int, world: World, draw: Callable[[int, int], torch.Tensor],
                 item_shape: tuple[int, ...]) -> torch.Tensor | None:
     """draw(lo, hi) for this rank's share of items 0…n−1, batch_size at a time; all n results, in order, on rank 0."""
@@ -121,7 +117,7 @@ def run_sharded(n: int, batch_size: int, world: World, draw: Callable[[int, int]
     return torch.cat(gathered) if gathered is not None else None
 
 
-def sample_sharded(diffusion: Any, model: Any, n: int, shape: tuple[int, ...], batch_size: int, seed: int,
+def sample_sharded(diffusion: Diffusion, model: torch.nn.Module, n: int, shape: tuple[int, ...], batch_size: int, seed: int,
                    world: World, device: torch.device, context: torch.Tensor | None = None, guidance: float = 0.0,
                    **kwargs: Any) -> torch.Tensor | None:
     """n samples, this rank drawing its share batch_size at a time; all of them, in order, on rank 0 (None elsewhere).
@@ -129,11 +125,9 @@ def sample_sharded(diffusion: Any, model: Any, n: int, shape: tuple[int, ...], b
     context: one row per image (a zero row: unconditional), sampled with classifier-free guidance w = `guidance`.
     Any number of processes gives the same images (up to floating-point summation order).
     """
-    from .conditional import ClassifierFreeGuidance
-
     def draw(lo: int, hi: int) -> torch.Tensor:
         net = model if context is None else ClassifierFreeGuidance(model, context[lo:hi].to(device), guidance)
-        return diffusion.sample(net, hi - lo, shape, device=device, generator=image_generators(seed, range(lo, hi), device),
-                                **kwargs)
+        return sample(diffusion, net, hi - lo, shape, device=device, generator=image_generators(seed, range(lo, hi), device),
+                      **kwargs)
 
     return run_sharded(n, batch_size, world, draw, shape)

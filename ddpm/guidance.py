@@ -1,19 +1,27 @@
-"""Guided sampling: image completion (gradient guidance, DPS-style, and the replacement baseline).
+"""Guided sampling: image completion (gradient guidance, DPS-style, and the replacement baseline) and
+classifier-free guidance (Ho & Salimans 2022).
 
-A guidance step is a small function of the state of one reverse step; `complete_image` runs
-the same reverse loop as `Diffusion.sample` and adds −s·∇ L after each step, where
-L_i = Σ_pixels (y_m · (x̂_0 − y))² is image i's own loss (so a batch equals single images).
+Completion is a `Guide` of the one sampling loop (samplers.run_chain): after each reverse step it adds
+−s·∇ L, where L_i = Σ_pixels (y_m · (x̂_0 − y))² is image i's own loss (so a batch equals single images).
+Classifier-free guidance is a model wrapper, so it works with every sampler and with completion alike.
+Convention: ε̃ = (1 + w)·ε_θ(x_t, c) − w·ε_θ(x_t, ∅), where ∅ is the context multiplied by zero; w = 0 is the
+plain conditional model (diffusers' `guidance_scale` is 1 + w).
 """
 from __future__ import annotations
 
-import torch
+from typing import Any, Callable
 
-from .diffusion import Diffusion, NoisePredictor, randn
+import torch
+from torch import nn
+
+from .diffusion import Diffusion, NoisePredictor
+from .samplers import Generators, StepState, predict_noise, randn, run_chain
 
 ROUTES = ("xt", "mean")
 GUIDANCES = ("gradient", "replace")
 
 
+# -- image completion --------------------------------------------------------------------------------------------
 def check_completion_inputs(y: torch.Tensor, ymask: torch.Tensor, scale: float, wrt: str, guidance: str) -> torch.Tensor:
     """Validate the arguments of complete_image; return the mask broadcast to y's shape, as y's dtype."""
     if wrt not in ROUTES:
@@ -40,56 +48,13 @@ def masked_sq_error(x0: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> to
     return (mask * (x0 - y)).pow(2).sum()
 
 
-def complete_image(
-    diffusion: Diffusion, model: NoisePredictor, y: torch.Tensor, ymask: torch.Tensor, scale: float = 1.0,
-    wrt: str = "xt", *, guidance: str = "gradient", steps: int | None = None, eta: float = 0.0,
-    method: str | None = None, clip: bool = True, generator: torch.Generator | list[torch.Generator] | None = None,
-    **model_kwargs,
-) -> torch.Tensor:
-    """Fill in the hidden pixels of y (ymask = 0) with samples consistent with the given ones (ymask = 1).
-
-    guidance="gradient": x_{t-1} = μ + σz − s·∇ L, with ∇ taken w.r.t. x_t through the UNet (wrt="xt", DPS)
-    or w.r.t. the mean μ of x_{t-1} with ε̂ held fixed (wrt="mean": no back-propagation through the UNet).
-    guidance="replace": after each step, the given pixels are overwritten by y noised to the new level.
-    Returns images in [−1, 1]; a mask that hides nothing returns y; one that hides everything is `sample`.
-    """
-    mask = check_completion_inputs(y, ymask, scale, wrt, guidance)
-    if bool(mask.all()):
-        return y.clone()
-    ancestral = diffusion.sampler_kind(steps, method)
-    n, device = y.shape[0], y.device
-    x = randn(tuple(y.shape), generator, device)
-    through_unet = guidance == "gradient" and wrt == "xt" and scale > 0
-    for t, t_prev in diffusion.reverse_steps(steps):
-        tt = torch.full((n,), t, device=device, dtype=torch.long)
-        if through_unet:
-            eps, grad = grad_wrt_xt(diffusion, model, x, tt, y, mask, clip, **model_kwargs)
-        else:
-            with torch.no_grad():
-                eps = model(x, tt, **model_kwargs).to(x.dtype)
-        with torch.no_grad():
-            mean, var = diffusion.reverse(x, t, t_prev, eps, ancestral=ancestral, eta=eta, clip=clip)
-        if guidance == "gradient" and wrt == "mean" and scale > 0:
-            x0 = diffusion.predict_x0(x, tt, eps, clip)
-            grad = grad_wrt_mean(diffusion, mean, var, t_prev, diffusion.predict_eps(x, tt, x0), y, mask)
-        with torch.no_grad():
-            x = mean + var.sqrt() * randn(tuple(x.shape), generator, device) if t_prev >= 0 else mean
-            if guidance == "gradient" and scale > 0:
-                x = x - scale * grad
-            elif guidance == "replace":
-                y_noisy = (diffusion.q_sample(y, torch.full_like(tt, t_prev), randn(tuple(y.shape), generator, device))
-                           if t_prev >= 0 else y)
-                x = mask * y_noisy + (1 - mask) * x
-    return x.clamp(-1, 1)
-
-
 def clip_straight_through(x0: torch.Tensor) -> torch.Tensor:
     """x̂_0 clipped to [−1, 1] in value, with the gradient of the identity (a saturated pixel is still pulled toward y)."""
     return x0 + (x0.clamp(-1, 1) - x0).detach()
 
 
 def grad_wrt_xt(diffusion: Diffusion, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-                mask: torch.Tensor, clip: bool, **model_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+                mask: torch.Tensor, clip: bool, **model_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(ε̂, ∇_{x_t} L) with x̂_0 = predict_x0(x_t, t, ε_θ(x_t, t)): back-propagation through the UNet (DPS)."""
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
@@ -115,49 +80,100 @@ def grad_wrt_mean(diffusion: Diffusion, mean: torch.Tensor, var: torch.Tensor, t
         return torch.autograd.grad(masked_sq_error(x0, y, mask), mu)[0]
 
 
-def half_mask(shape: tuple[int, ...], hide: str) -> torch.Tensor:
-    """A (1, 1, H, W) mask that hides the 'top' or 'bottom' half of the image (1 = given)."""
-    h, w = shape[-2:]
-    mask = torch.ones(1, 1, h, w)
-    if hide == "bottom":
-        mask[..., h // 2:, :] = 0
-    elif hide == "top":
-        mask[..., : h // 2, :] = 0
-    else:
-        raise ValueError(f"hide = {hide!r}: must be 'top' or 'bottom'")
-    return mask
+class GradientGuide:
+    """x_{t-1} = μ + σz − s·∇ L: ∇ w.r.t. x_t through the UNet (wrt="xt", DPS) or w.r.t. the mean μ of x_{t-1}
+    with ε̂ held fixed (wrt="mean": no back-propagation through the UNet)."""
+
+    def __init__(self, diffusion: Diffusion, y: torch.Tensor, mask: torch.Tensor, scale: float, wrt: str,
+                 clip: bool = True, **model_kwargs: Any) -> None:
+        self.d, self.y, self.mask, self.scale, self.wrt, self.clip = diffusion, y, mask, scale, wrt, clip
+        self.model_kwargs, self.grad = model_kwargs, None
+
+    def predict(self, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.wrt == "xt" and self.scale > 0:
+            eps, self.grad = grad_wrt_xt(self.d, model, x, t, self.y, self.mask, self.clip, **self.model_kwargs)
+            return eps
+        return predict_noise(model, x, t, **self.model_kwargs)
+
+    def correct(self, x_prev: torch.Tensor, step: StepState, generator: Generators) -> torch.Tensor:
+        if self.scale == 0:
+            return x_prev
+        if self.wrt == "mean":
+            tt = torch.full((step.x.shape[0],), step.t, device=step.x.device, dtype=torch.long)
+            x0 = self.d.predict_x0(step.x, tt, step.eps, self.clip)
+            eps = self.d.predict_eps(step.x, tt, x0)  # the ε̂ the step used, consistent with the clipped x̂_0
+            self.grad = grad_wrt_mean(self.d, step.mean, step.var, step.t_prev, eps, self.y, self.mask)
+        return x_prev - self.scale * self.grad
 
 
-def half_tasks(images: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n images chosen by a seeded permutation, each twice: bottom half hidden, then top half hidden.
+class ReplacementGuide:
+    """The replacement baseline: after each step the given pixels are overwritten by y noised to level t_prev."""
 
-    Returns (indices (2n,), y (2n, C, H, W) with hidden pixels multiplied by zero, masks (2n, 1, H, W)).
+    def __init__(self, diffusion: Diffusion, y: torch.Tensor, mask: torch.Tensor, **model_kwargs: Any) -> None:
+        self.d, self.y, self.mask, self.model_kwargs = diffusion, y, mask, model_kwargs
+
+    def predict(self, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return predict_noise(model, x, t, **self.model_kwargs)
+
+    def correct(self, x_prev: torch.Tensor, step: StepState, generator: Generators) -> torch.Tensor:
+        if step.t_prev < 0:
+            return self.mask * self.y + (1 - self.mask) * x_prev
+        t_prev = torch.full((self.y.shape[0],), step.t_prev, device=self.y.device, dtype=torch.long)
+        y_noisy = self.d.q_sample(self.y, t_prev, randn(tuple(self.y.shape), generator, self.y.device))
+        return self.mask * y_noisy + (1 - self.mask) * x_prev
+
+
+def complete_image(
+    diffusion: Diffusion, model: NoisePredictor, y: torch.Tensor, ymask: torch.Tensor, scale: float = 1.0,
+    wrt: str = "xt", *, guidance: str = "gradient", generator: Generators = None, clip: bool = True,
+    model_kwargs: dict[str, Any] | None = None, **sampler_kwargs: Any,
+) -> torch.Tensor:
+    """Fill in the hidden pixels of y (ymask = 0) with samples consistent with the given ones (ymask = 1).
+
+    guidance="gradient": x_{t-1} = μ + σz − s·∇ Σ_pixels (y_m·(x̂_0 − y))², the gradient w.r.t. x_t through the
+    UNet (wrt="xt") or w.r.t. the mean of x_{t-1} (wrt="mean"); guidance="replace": the replacement baseline.
+    sampler_kwargs (sampler, steps, eta) choose the sampler as in `samplers.sample`. Returns images in [−1, 1];
+    a mask that hides nothing returns y; one that hides everything is `sample`.
     """
-    if not 1 <= n <= len(images):
-        raise ValueError(f"n = {n}: must be between 1 and the {len(images)} images available")
-    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-    idx = torch.cat([idx, idx])
-    masks = torch.cat([half_mask(images.shape, "bottom").expand(n, -1, -1, -1),
-                       half_mask(images.shape, "top").expand(n, -1, -1, -1)])
-    return idx, images[idx] * masks, masks
+    mask = check_completion_inputs(y, ymask, scale, wrt, guidance)
+    if bool(mask.all()):
+        return y.clone()
+    kwargs = model_kwargs or {}
+    guide = (GradientGuide(diffusion, y, mask, scale, wrt, clip, **kwargs) if guidance == "gradient"
+             else ReplacementGuide(diffusion, y, mask, **kwargs))
+    x = randn(tuple(y.shape), generator, y.device)
+    return run_chain(diffusion, model, x, generator=generator, clip=clip, guide=guide, **sampler_kwargs)
 
 
-def completion_quality(completions: torch.Tensor, originals: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
-    """Consistency (MSE on given pixels), MSE on hidden pixels, and diversity among the k completions of an image.
+# -- classifier-free guidance ------------------------------------------------------------------------------------
+def get_context_mask(n: int, p_uncond: float, generator: torch.Generator | None = None,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+    """A (n, 1) binary mask: 0 with probability p_uncond (the context is dropped), 1 otherwise."""
+    if not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"p_uncond = {p_uncond}: must be in [0, 1]")
+    return (torch.rand(n, 1, generator=generator, device=device) >= p_uncond).float()
 
-    completions: (M, k, C, H, W); originals and masks: (M, C, H, W). Diversity is the mean over pairs of
-    completions of the RMS difference on the hidden pixels.
-    """
-    m = masks[:, None].expand_as(completions)
-    err = (completions - originals[:, None]) ** 2
-    visible = (err * m).sum() / m.sum().clamp(min=1)
-    hidden = (err * (1 - m)).sum() / (1 - m).sum().clamp(min=1)
-    k = completions.shape[1]
-    pair = []
-    for a in range(k):
-        for b in range(a + 1, k):
-            unseen = (1 - masks).expand_as(completions[:, a])
-            d = ((completions[:, a] - completions[:, b]) ** 2 * unseen).flatten(1).sum(1)
-            pair.append((d / unseen.flatten(1).sum(1).clamp(min=1)).sqrt())
-    diversity = torch.stack(pair).mean().item() if pair else 0.0
-    return {"mse_visible": visible.item(), "mse_hidden": hidden.item(), "diversity": diversity}
+
+def context_dropout(p_uncond: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training-time transform c ↦ c · get_context_mask(p_uncond)."""
+    def drop(context: torch.Tensor) -> torch.Tensor:
+        return context * get_context_mask(len(context), p_uncond, device=context.device).to(context.dtype)
+    return drop
+
+
+class ClassifierFreeGuidance(nn.Module):
+    """ε̃(x_t, t) = (1 + w)·ε(x_t, c) − w·ε(x_t, 0), both halves in one batched forward pass."""
+
+    def __init__(self, model: nn.Module, context: torch.Tensor, guidance: float) -> None:
+        super().__init__()
+        if guidance < 0:
+            raise ValueError(f"guidance = {guidance}: must be ≥ 0 (0 is the plain conditional model)")
+        self.model, self.context, self.guidance = model, context, guidance
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.guidance == 0:
+            return self.model(x, t, context=self.context)
+        both = self.model(torch.cat([x, x]), torch.cat([t, t]),
+                          context=torch.cat([self.context, torch.zeros_like(self.context)]))
+        cond, uncond = both.chunk(2)
+        return (1 + self.guidance) * cond - self.guidance * uncond

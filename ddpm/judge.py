@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from .io import load_torch
+from .metrics import split_test
 
 FEATURE_DIM = 64  # ≥ 64 for fid_clf; small enough that a few hundred samples estimate Σ
 
@@ -60,8 +64,6 @@ def reference_features(test_features: torch.Tensor) -> torch.Tensor:
 
     The judge stage, which judges the test set anyway, stores them in its checkpoint (`load_reference`):
     5 000 forward passes cost 10 s on a 2-core CPU, once per scoring stage and per process otherwise."""
-    from .metrics import split_test
-
     return split_test(test_features)[1]
 
 
@@ -103,10 +105,9 @@ def train_judge(
     return judge.eval(), history
 
 
-def load_judge(path, device: torch.device | str = "cpu") -> Judge:
-    """The judge's weights from `path`, with a one-line error if they are not this architecture."""
-    from .io import load_torch
-
+def load_judge(path: Path | str, device: torch.device | str = "cpu") -> tuple[Judge, torch.Tensor]:
+    """The judge's weights and the reference features stored beside them (`reference_features`), with one-line
+    errors if the file is not a judge of this architecture."""
     state = load_torch(path, "judge checkpoint")
     judge = Judge()
     try:
@@ -114,16 +115,8 @@ def load_judge(path, device: torch.device | str = "cpu") -> Judge:
     except (RuntimeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a judge checkpoint of the expected architecture "
                          f"({str(e).splitlines()[0]}); re-run dvc repro judge") from e
-    return judge.to(device).eval()
-
-
-def load_reference(path) -> torch.Tensor:
-    """The reference features stored beside the judge's weights (`reference_features`)."""
-    from .io import load_torch
-
-    state = load_torch(path, "judge checkpoint")
     ref = state.get("reference") if isinstance(state, dict) else None
     if not isinstance(ref, torch.Tensor) or ref.ndim != 2 or ref.shape[1] != FEATURE_DIM:
         raise ValueError(f"{path}: holds no reference features of shape (N, {FEATURE_DIM}) "
                          "(written by an older judge stage); re-run dvc repro judge")
-    return ref
+    return judge.to(device).eval(), ref

@@ -1,33 +1,42 @@
-"""python -m ddpm.launch SECTION SCRIPT [ARGS…]: a stage script as one process, or under torchrun.
+"""python -m ddpm.launch STAGE: the stage's script, stages/STAGE.py, as one process or under torchrun.
 
-SECTION.nproc in params.yaml (e.g. train.nproc) chooses: 1 runs `python SCRIPT`; N > 1 runs
-`torchrun --standalone --nproc_per_node=N SCRIPT` (one process per GPU on this machine, or N gloo
-processes on a CPU). dvc.yaml's training and sampling stages call this, so `dvc exp run -S train.nproc=8`
-is all it takes on an 8-GPU machine. Several machines: run torchrun yourself (README).
+The stage's nproc (runtime.nproc, or its own section's nproc) chooses: 1 runs `python stages/STAGE.py`; N > 1 runs
+`torchrun --standalone --nproc_per_node=N stages/STAGE.py` (one process per GPU on this machine, or N gloo processes
+on a CPU). dvc.yaml's training and sampling stages call this, so `dvc exp run -S runtime.nproc=8` is all it takes on
+an 8-GPU machine. Several machines: run torchrun yourself (docs/distributed.md).
 """
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from . import params
 from .cli import run_stage
 from .distributed import check_launch
 
 
-def command(section: str, script: str, args: list[str]) -> list[str]:
-    """The command line that runs `script` with `section`'s nproc processes (checked first)."""
-    p = params.load([section])[section]
-    if p["nproc"] == 1:
-        return [sys.executable, script, *args]
-    check_launch(p["nproc"], p["batch_size"] if section.endswith("train") else None, p["device"], section)
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={p['nproc']}", script, *args]
+def command(stage: str, stages: Path = Path("stages")) -> list[str]:
+    """The command line that runs stages/<stage>.py with the stage's nproc processes (checked first)."""
+    p = params.load_stage(stage)
+    script = str(stages / f"{stage}.py")
+    settings = p[stage]
+    if settings["nproc"] == 1:
+        return [sys.executable, script]
+    recipe = p["train_mnist"] if stage == "train_mnist_cfg" else settings  # the twin trains with train_mnist's batch
+    batch = recipe["batch_size"] if stage.startswith("train") else None
+    check_launch(settings["nproc"], batch, settings["device"], stage)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings['nproc']}", script]
 
 
 def main() -> None:
-    if len(sys.argv) < 3:
-        raise SystemExit("usage: python -m ddpm.launch SECTION SCRIPT [ARGS…]  (e.g. train stages/train_mnist.py)")
-    cmd = command(sys.argv[1], sys.argv[2], sys.argv[3:])
+    args = [a for a in sys.argv[1:] if a != "--dry-run"]
+    if len(args) != 1:
+        raise SystemExit("usage: python -m ddpm.launch STAGE [--dry-run]  (e.g. train_mnist: runs stages/train_mnist.py)")
+    cmd = command(args[0])
+    if "--dry-run" in sys.argv:  # params checked, the command printed, nothing run
+        print(" ".join(cmd))
+        return
     sys.stdout.flush()
     os.execv(cmd[0], cmd)  # the stage's exit status is the script's
 

@@ -88,6 +88,20 @@ def score(probs: torch.Tensor, features: torch.Tensor, reference: torch.Tensor) 
     return {"fid_clf": fid_clf(features, reference), "recognizable": recognizable(probs), "coverage": coverage(probs)}
 
 
+def clip_score(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each image embedding with its prompt's embedding (both unit norm), (N,)."""
+    return (image_emb * text_emb).sum(-1)
+
+
+def embedding_diversity(emb: torch.Tensor) -> float:
+    """Mean pairwise cosine distance 1 − cos among unit-norm embeddings (0: all identical)."""
+    n = len(emb)
+    if n < 2:
+        return 0.0
+    sim = emb @ emb.T
+    return float((1 - sim).sum() / (n * (n - 1)))
+
+
 MAX_COVERAGE = math.log(10)
 HELD_OUT = 5000  # the first 5000 test digits are the floor row; the last 5000 are every row's reference
 

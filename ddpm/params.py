@@ -1,68 +1,97 @@
-"""The params.yaml schema: every key's type and range, checked before a stage does any work."""
+"""params.yaml: its schema (every key's type and range), which sections each stage reads, and loading.
+
+One params section per stage, named like the stage, plus shared sections (`runtime`, `diffusion`, `model`,
+`clip`, `celeba_model`). STAGE_SECTIONS is the single record of what a stage reads: `load_stage(name)` returns
+exactly those sections and nothing else, and a test checks that dvc.yaml declares the same (ddpm.pipeline).
+The file is read as YAML 1.2, as DVC reads and writes it (`1e-5` is a number, as `dvc exp run -S` writes it).
+"""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from .context import parse_digit_prompt
 
 
 class ParamError(ValueError):
     """A params.yaml value that is missing, of the wrong type or out of range (one line)."""
 
 
-Check = Callable[[str, Any], None]
+Check = Callable[[str, Any], Any]  # (key, value) → the value (ints written as 1e3 become int), or ParamError
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Check:
-    def check(key: str, v: Any) -> None:
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, float) and _finite_number(v) and v.is_integer():
+            v = int(v)  # YAML 1.2 reads 1e3 as a float
         if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo) or (hi is not None and v > hi):
             raise ParamError(f"params.yaml: {key} = {v!r}: must be an integer {_range(lo, hi)}")
+        return v
     return check
 
 
 def real(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Check:
-    def check(key: str, v: Any) -> None:
+    def check(key: str, v: Any) -> float:
         ok = _finite_number(v)
         ok = ok and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
         if not ok:
             lo_s = "" if lo is None else f"{lo} {'<' if lo_open else '≤'} "
             hi_s = "" if hi is None else f" {'<' if hi_open else '≤'} {hi}"
             raise ParamError(f"params.yaml: {key} = {v!r}: must be a number with {lo_s}{key.split('.')[-1]}{hi_s}")
+        return v
     return check
 
 
 def choice(*options: Any) -> Check:
-    def check(key: str, v: Any) -> None:
-        if v not in options:
+    def check(key: str, v: Any) -> Any:
+        if not any(type(v) is type(o) and v == o for o in options):  # 1 is not True
             raise ParamError(f"params.yaml: {key} = {v!r}: must be one of {', '.join(map(repr, options))}")
+        return v
     return check
 
 
 def int_list(lo: int = 0, hi: int | None = None, nonempty: bool = True) -> Check:
-    def check(key: str, v: Any) -> None:
+    def check(key: str, v: Any) -> list[int]:
         if not isinstance(v, list) or (nonempty and not v) or not all(
             isinstance(x, int) and not isinstance(x, bool) and x >= lo and (hi is None or x <= hi) for x in v
         ):
             raise ParamError(f"params.yaml: {key} = {v!r}: must be a {'non-empty ' if nonempty else ''}list of integers {_range(lo, hi)}")
+        return v
     return check
 
 
 def str_list(nonempty: bool = True) -> Check:
-    def check(key: str, v: Any) -> None:
+    def check(key: str, v: Any) -> list[str]:
         if not isinstance(v, list) or (nonempty and not v) or not all(isinstance(x, str) and x for x in v):
             raise ParamError(f"params.yaml: {key} = {v!r}: must be a {'non-empty ' if nonempty else ''}list of strings")
+        return v
     return check
 
 
-def real_list(lo: float = 0.0) -> Check:
-    def check(key: str, v: Any) -> None:
+def real_list(lo: float = 0.0, hi: float | None = None) -> Check:
+    def check(key: str, v: Any) -> list[float]:
         if not isinstance(v, list) or not v or not all(
-            _finite_number(x) and x > lo for x in v
+            _finite_number(x) and x > lo and (hi is None or x <= hi) for x in v
         ):
-            raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty list of numbers > {lo}")
+            bound = f"> {lo}" + ("" if hi is None else f" and ≤ {hi}")
+            raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty list of numbers {bound}")
+        return v
     return check
+
+
+def text(key: str, v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty string")
+    return v
+
+
+def optional_text(key: str, v: Any) -> str:
+    return v if v == "" else text(key, v)
 
 
 def _finite_number(v: Any) -> bool:
@@ -76,12 +105,13 @@ def _finite_number(v: Any) -> bool:
 
 
 def auto_or(check_number: Check) -> Check:
-    def check(key: str, v: Any) -> None:
-        if v != "auto":
-            try:
-                check_number(key, v)
-            except ParamError as e:
-                raise ParamError(f"{e} (or 'auto')") from None
+    def check(key: str, v: Any) -> Any:
+        if v == "auto":
+            return v
+        try:
+            return check_number(key, v)
+        except ParamError as e:
+            raise ParamError(f"{e} (or 'auto')") from None
     return check
 
 
@@ -91,54 +121,45 @@ def _range(lo: Any, hi: Any) -> str:
     return f"≥ {lo}" if lo is not None else (f"≤ {hi}" if hi is not None else "")
 
 
+DEVICE = choice("auto", "cuda", "mps", "cpu")
 AMP = choice("auto", "bf16", "off")  # bf16 autocast: auto = where the device has native bf16
+SAMPLER = choice("ancestral", "ddim")
+RUNTIME = {"device": DEVICE, "amp": AMP, "nproc": integer(1, 4096)}
+SAMPLING = {"sampler": SAMPLER, "steps": integer(1), "eta": real(0)}
+MODEL = {
+    "channels": integer(4, 1024),
+    "channel_mults": int_list(1, 16),
+    "num_res_blocks": integer(1, 8),
+    "attention_levels": int_list(0, 16, nonempty=False),
+    "heads": integer(1, 64),
+    "dropout": real(0, 1, hi_open=True),
+    "groups": integer(1, 128),
+}
+TRAINING = {
+    "epochs": integer(1, 100_000),
+    "batch_size": integer(1, 1_000_000),
+    "lr": real(0, 1, lo_open=True),
+    "warmup_steps": integer(0),
+    "ema_decay": real(0, 1, hi_open=True),
+    "grad_clip": real(0, lo_open=True),
+    "max_images": integer(0),
+    "seed": integer(0),
+    "log_every": integer(1),
+    "monitor_steps": integer(1),
+}
 
 SCHEMA: dict[str, dict[str, Check]] = {
-    "data": {
-        "sources": str_list(),
-    },
+    "runtime": RUNTIME,
+    "download_mnist": {"sources": str_list()},
     "diffusion": {
         "T": integer(2, 100_000),
         "schedule": choice("linear", "cosine"),
         "beta_start": real(0, 1, lo_open=True, hi_open=True),
         "beta_end": real(0, 1, lo_open=True, hi_open=True),
     },
-    "model": {
-        "channels": integer(4, 1024),
-        "channel_mults": int_list(1, 16),
-        "num_res_blocks": integer(1, 8),
-        "attention_levels": int_list(0, 16, nonempty=False),
-        "heads": integer(1, 64),
-        "dropout": real(0, 1, hi_open=True),
-        "groups": integer(1, 128),
-    },
-    "train": {
-        "epochs": integer(1, 100_000),
-        "batch_size": integer(1, 1_000_000),
-        "lr": real(0, 1, lo_open=True),
-        "warmup_steps": integer(0),
-        "ema_decay": real(0, 1, hi_open=True),
-        "grad_clip": real(0, lo_open=True),
-        "amp": AMP,
-        "nproc": integer(1, 4096),
-        "max_images": integer(0),
-        "seed": integer(0),
-        "log_every": integer(1),
-        "monitor_n": integer(1, 256),
-        "monitor_steps": integer(1),
-        "device": choice("auto", "cuda", "mps", "cpu"),
-    },
-    "sample": {
-        "n_grid": integer(1, 1024),
-        "n_eval": integer(2, 5000),
-        "steps": integer(1),
-        "eta": real(0),
-        "batch_size": integer(1),
-        "seed": integer(0),
-        "nproc": integer(1, 4096),
-        "amp": AMP,
-        "device": choice("auto", "cuda", "mps", "cpu"),
-    },
+    "model": MODEL,
+    "train_mnist": {**TRAINING, "monitor_n": integer(1, 256)},
+    "train_mnist_cfg": {"epochs": integer(1, 100_000), "p_uncond": real(0, 1), "monitor_guidance": real(0)},
     "judge": {
         "epochs": integer(1, 1000),
         "batch_size": integer(1),
@@ -146,112 +167,118 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "seed": integer(0),
         "min_accuracy": real(0, 1),
         "max_images": integer(0),
-        "device": choice("auto", "cuda", "mps", "cpu"),
     },
-    "evaluate": {
-        "blur_sigma": real(0, lo_open=True),
-        "seed": integer(0),
-        "device": choice("auto", "cuda", "mps", "cpu"),
-    },
-    "compare": {
+    "sample": {"n_grid": integer(1, 1024), "n_eval": integer(2, 5000), **SAMPLING, "batch_size": integer(1),
+               "seed": integer(0)},
+    "evaluate": {"blur_sigma": real(0, lo_open=True), "seed": integer(0)},
+    "compare_samplers": {
         "n": integer(2, 5000),
         "ancestral": choice(True, False),
         "ddim_steps": int_list(1, nonempty=False),
         "raw_ddim_steps": int_list(1, nonempty=False),
         "batch_size": integer(1),
         "seed": integer(0),
-        "nproc": integer(1, 4096),
-        "amp": AMP,
-        "device": choice("auto", "cuda", "mps", "cpu"),
     },
-    "completion": {
+    "completion_sweep": {
+        "images": integer(1, 10_000),
+        "completions": integer(2, 100),
+        "scales": real_list(0.0),
+        **SAMPLING,
+        "batch_size": integer(1),
+        "seed": integer(0),
+    },
+    "complete": {
         "figure_seed": integer(0),
         "n_per_image": integer(1, 100),
         "scale": auto_or(real(0)),
-        "wrt": choice("xt", "mean"),
-        "steps": integer(1),
-        "eta": real(0),
-        "sweep_images": integer(1, 10_000),
-        "sweep_completions": integer(2, 100),
-        "scales": real_list(0.0),
-        "batch_size": integer(1),
+        "route": choice("xt", "mean"),
+        **SAMPLING,
         "seed": integer(0),
-        "nproc": integer(1, 4096),
-        "amp": AMP,
-        "device": choice("auto", "cuda", "mps", "cpu"),
     },
-    "cond": {
-        "p_uncond": real(0, 1),
-        "epochs": integer(1, 100_000),
+    "sweep_mnist_cfg": {
         "guidance_scales": real_list(-1e-9),
         "prompts": str_list(),
         "n_per_prompt": integer(1),
-        "steps": integer(1),
-        "eta": real(0),
+        **SAMPLING,
         "batch_size": integer(1),
         "seed": integer(0),
-        "nproc": integer(1, 4096),
-        "amp": AMP,
-        "device": choice("auto", "cuda", "mps", "cpu"),
     },
-    "report": {
-        "posterior_check_t": int_list(0),
+    "report": {"posterior_check_t": int_list(0)},
+    # -- CLIP-conditioned faces (CelebA) --
+    "download_celeba": {
+        "root": text,
+        "download": choice(True, False),
+        "clip_data": text,
+        "image_size": integer(8, 1024),
+        "max_images": integer(0),
+    },
+    "clip": {"model": text, "pretrained": text, "config": optional_text},
+    "embed_clip": {"batch_size": integer(1), "chunk": integer(1)},
+    "celeba_model": MODEL,
+    "train_celeba": {**TRAINING, "p_uncond": real(0, 1), "monitor_guidance": real(0), "monitor_prompts": str_list()},
+    "sweep_celeba": {
+        "guidance_scales": real_list(-1e-9),
+        "prompts": str_list(),
+        "n_per_prompt": integer(2),
+        **SAMPLING,
+        "batch_size": integer(1),
+        "seed": integer(0),
     },
 }
 
-
-SCHEMA["celeba"] = {
-    "root": lambda key, v: _nonempty_str(key, v),
-    "download": choice(True, False),
-    "clip_data": lambda key, v: _nonempty_str(key, v),
-    "image_size": integer(8, 1024),
-    "max_images": integer(0),
+# What each stage reads besides its own section (which it always reads, named like the stage).
+SHARED = ("runtime", "diffusion", "model")
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "download_mnist": (),
+    "train_mnist": SHARED,
+    "train_mnist_cfg": (*SHARED, "train_mnist"),
+    "judge": ("runtime",),
+    "sample": SHARED,
+    "evaluate": ("runtime",),
+    "compare_samplers": SHARED,
+    "completion_sweep": SHARED,
+    "complete": SHARED,
+    "sweep_mnist_cfg": SHARED,
+    "report": ("diffusion", "model", "train_mnist", "train_mnist_cfg", "judge", "sample", "evaluate",
+               "compare_samplers", "completion_sweep", "complete", "sweep_mnist_cfg"),
+    "download_celeba": (),
+    "embed_clip": ("runtime", "clip", "train_celeba", "sweep_celeba"),
+    "train_celeba": ("runtime", "diffusion", "celeba_model"),
+    "sweep_celeba": ("runtime", "diffusion", "celeba_model", "clip", "download_celeba"),
+    "report_celeba": ("clip", "train_celeba", "sweep_celeba"),
 }
-SCHEMA["clip"] = {
-    "model": lambda key, v: _nonempty_str(key, v),
-    "pretrained": lambda key, v: _nonempty_str(key, v),
-    "config": lambda key, v: None if v == "" else _nonempty_str(key, v),
-    "batch_size": integer(1),
-    "chunk": integer(1),
-    "device": choice("auto", "cuda", "mps", "cpu"),
-}
-SCHEMA["celeba_model"] = SCHEMA["model"]
-SCHEMA["celeba_train"] = {**{k: v for k, v in SCHEMA["train"].items() if k != "monitor_n"},
-                          "p_uncond": real(0, 1), "monitor_guidance": real(0), "monitor_prompts": str_list()}
-SCHEMA["celeba_sweep"] = {
-    "guidance_scales": real_list(-1e-9),
-    "prompts": str_list(),
-    "n_per_prompt": integer(2),
-    "steps": integer(1),
-    "batch_size": integer(1),
-    "seed": integer(0),
-    "nproc": integer(1, 4096),
-    "amp": AMP,
-    "device": choice("auto", "cuda", "mps", "cpu"),
-}
+STAGE_OWN = {name: name in SCHEMA for name in STAGE_SECTIONS}  # report_celeba has no section of its own
+# A stage's own section may override any key of `runtime` (e.g. sample.nproc: 2 where runtime.nproc is 1).
+OPTIONAL: dict[str, set[str]] = {name: set(RUNTIME) for name in STAGE_SECTIONS
+                                 if STAGE_OWN[name] and "runtime" in STAGE_SECTIONS[name]}
 
 
-def _nonempty_str(key: str, v: Any) -> None:
-    if not isinstance(v, str) or not v.strip():
-        raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty string")
+def stage_sections(stage: str) -> list[str]:
+    """The params sections `stage` reads (its own first), as dvc.yaml must declare them."""
+    if stage not in STAGE_SECTIONS:
+        raise ParamError(f"unknown stage {stage!r}; known stages: {', '.join(STAGE_SECTIONS)}")
+    return ([stage] if STAGE_OWN[stage] else []) + list(STAGE_SECTIONS[stage])
 
 
-def validate(params: dict[str, Any], sections: list[str]) -> dict[str, dict[str, Any]]:
-    """Check `sections` of params against SCHEMA; return them, or raise ParamError naming the key."""
+def validate(params: Any, sections: list[str]) -> dict[str, dict[str, Any]]:
+    """Check `sections` of params against SCHEMA; return them (numbers normalized), or raise ParamError naming the key."""
+    if not isinstance(params, dict):
+        raise ParamError("params.yaml: must be a mapping of sections")
     out: dict[str, dict[str, Any]] = {}
     for name in sections:
         section = params.get(name)
         if not isinstance(section, dict):
             raise ParamError(f"params.yaml: section '{name}' is missing or not a mapping")
-        schema = SCHEMA[name]
+        schema = {**SCHEMA[name], **{k: RUNTIME[k] for k in OPTIONAL.get(name, ())}}
         unknown = sorted(str(k) for k in set(section) - set(schema))
         if unknown:
             raise ParamError(f"params.yaml: {name}.{unknown[0]} is not a known key; known keys: {', '.join(schema)}")
+        out[name] = {}
         for key, check in schema.items():
-            if key not in section:
+            if key in section:
+                out[name][key] = check(f"{name}.{key}", section[key])
+            elif key not in OPTIONAL.get(name, ()):
                 raise ParamError(f"params.yaml: {name}.{key} is missing")
-            check(f"{name}.{key}", section[key])
-        out[name] = section
     _cross_checks(out)
     return out
 
@@ -267,51 +294,51 @@ def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
                              f"len({name}.channel_mults) = {len(m['channel_mults'])}")
         if m and m["channels"] % m["heads"]:
             raise ParamError(f"params.yaml: {name}.heads = {m['heads']} must divide {name}.channels = {m['channels']}")
-    cs = p.get("celeba_sweep")
-    if cs and d and cs["steps"] > d["T"]:
-        raise ParamError(f"params.yaml: celeba_sweep.steps = {cs['steps']}: must be ≤ diffusion.T = {d['T']}")
-    for name in ("train", "celeba_train"):
-        tr = p.get(name)
-        if tr and d and tr["monitor_steps"] > d["T"]:
-            raise ParamError(f"params.yaml: {name}.monitor_steps = {tr['monitor_steps']}: must be ≤ diffusion.T = {d['T']}")
-    s = p.get("sample")
-    if s and d and s["steps"] > d["T"]:
-        raise ParamError(f"params.yaml: sample.steps = {s['steps']}: must be ≤ diffusion.T = {d['T']}")
-    cc = p.get("completion")
-    if cc and d and cc["steps"] > d["T"]:
-        raise ParamError(f"params.yaml: completion.steps = {cc['steps']}: must be ≤ diffusion.T = {d['T']}")
-    co = p.get("cond")
-    if co and d and co["steps"] > d["T"]:
-        raise ParamError(f"params.yaml: cond.steps = {co['steps']}: must be ≤ diffusion.T = {d['T']}")
+    if d:
+        for name, section in p.items():
+            for key in ("steps", "monitor_steps"):
+                if key in section and section[key] > d["T"]:
+                    raise ParamError(f"params.yaml: {name}.{key} = {section[key]}: must be ≤ diffusion.T = {d['T']}")
+            if section.get("sampler") == "ancestral" and section["steps"] != d["T"]:
+                raise ParamError(f"params.yaml: {name}.steps = {section['steps']}: the ancestral sampler visits all "
+                                 f"diffusion.T = {d['T']} steps; set {name}.sampler: ddim for fewer")
+        c = p.get("compare_samplers")
+        for key in ("ddim_steps", "raw_ddim_steps"):
+            if c and any(k > d["T"] for k in c[key]):
+                raise ParamError(f"params.yaml: compare_samplers.{key} = {c[key]}: every step count must be ≤ "
+                                 f"diffusion.T = {d['T']}")
+    co = p.get("sweep_mnist_cfg")
     if co:
-        from .conditional import parse_digit_prompt
-
         for prompt in co["prompts"]:
             try:
                 parse_digit_prompt(prompt)
             except ValueError as e:
-                raise ParamError(f"params.yaml: cond.prompts: {e}") from None
-    c = p.get("compare")
-    for key in ("ddim_steps", "raw_ddim_steps"):
-        if c and d and any(k > d["T"] for k in c[key]):
-            raise ParamError(f"params.yaml: compare.{key} = {c[key]}: every step count must be ≤ diffusion.T = {d['T']}")
+                raise ParamError(f"params.yaml: sweep_mnist_cfg.prompts: {e}") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file read as YAML 1.2, with ruamel's safe loader: exactly as DVC reads params.yaml."""
+    path = Path(path)
+    try:
+        return YAML(typ="safe").load(path.read_text())
+    except FileNotFoundError:
+        raise ParamError(f"{path}: not found; run the stage from the project root") from None
+    except YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
 def load(sections: list[str], path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
     """Read params.yaml and validate the named sections."""
-    return validate(_read(Path(path)), sections)
+    return validate(read_yaml(path), sections)
 
 
-def _read(path: Path) -> Any:
-    try:
-        params = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamError(f"{path}: not found; run the stage from the project root") from None
-    except yaml.YAMLError as e:
-        raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(params, dict):
-        raise ParamError(f"{path}: must be a mapping of sections")
-    return params
+def load_stage(stage: str, path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
+    """The sections `stage` reads (STAGE_SECTIONS), validated; its own section with `runtime`'s keys merged in
+    (its own values win). Nothing else of params.yaml reaches the stage."""
+    p = load(stage_sections(stage), path)
+    if STAGE_OWN[stage] and "runtime" in p:
+        p[stage] = {**p["runtime"], **p[stage]}
+    return p
 
 
 def validate_all(params: Any) -> dict[str, dict[str, Any]]:
@@ -326,12 +353,10 @@ def validate_all(params: Any) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     """python -m ddpm.params [params.yaml]: check every key; one line either way, exit status 1 if bad."""
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0] if args else "params.yaml")
     try:
-        sections = validate_all(_read(path))
+        sections = validate_all(read_yaml(path))
     except ParamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
+from .params import read_yaml
 
 
 def profile_overrides(name: str, folder: Path = Path("profiles")) -> dict[str, object]:
@@ -14,7 +14,7 @@ def profile_overrides(name: str, folder: Path = Path("profiles")) -> dict[str, o
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
         raise SystemExit(f"error: {path} not found; known profiles: {known}")
-    return yaml.safe_load(path.read_text()) or {}
+    return read_yaml(path) or {}
 
 
 def profile_args(name: str, folder: Path = Path("profiles")) -> list[str]:

@@ -16,13 +16,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from dvclive import Live
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
+from .checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
+from .device import autocast_dtype, with_autocast
 from .diffusion import Diffusion
 from .distributed import World
-from .io import CheckpointError, atomic_path, load_checkpoint, previous_path, save_checkpoint
+from .guidance import ClassifierFreeGuidance
+from .io import atomic_path, image_grid_pil
+from .samplers import sample
+from .unet import UNet
 
 
 @dataclass
@@ -65,13 +72,11 @@ class Trainer:
     def __init__(
         self, model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: TrainConfig,
         checkpoint: Path, fingerprint: dict[str, Any], live: Any = None,
-        monitor: Callable[[nn.Module, int], Any] | None = None,
+        monitor: "MonitorGrid | None" = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None, world: World = World(),
     ) -> None:
         self.model, self.diffusion, self.data, self.cfg, self.world = model, diffusion, data, cfg, world
         if world.size > 1:  # gradients averaged over the ranks; the EMA, the optimizer and checkpoints see `model`
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [data.device.index] if data.device.type == "cuda" else None
             self.net: nn.Module = DistributedDataParallel(model, device_ids=ids)
         else:
@@ -205,13 +210,38 @@ class Trainer:
             self._log({"epoch/loss": record["loss"], "epoch/images_per_s": record["images_per_s"]})
             self.save()  # before monitoring, so that a failing monitor loses no training
             if self.monitor is not None and world.is_main:
-                self.monitor(self.ema.module, self.epoch)
+                grid = self.monitor(self.ema.module)
+                if self.live is not None:
+                    self.live.log_image(f"monitor/epoch_{self.epoch:03d}.png", image_grid_pil(grid, nrow=self.monitor.nrow))
             if self.live is not None:
+                self.live.summary = self.headline()  # not every logged series: the terminal table stays narrow
                 self.live.sync()
             if world.is_main:
                 print(f"epoch {self.epoch}: loss {record['loss']:.4f}, {record['images_per_s']:.0f} images/s "
                       f"({world.size} process{'es' if world.size > 1 else ''})")
         return self.history
+
+    def run(self, live_dir: Path, **fit_kwargs: Any) -> list[dict[str, float]]:
+        """Resume if possible, log to dvclive in live_dir (continuing its history; rank 0), train; the dvclive
+        summary (`dvc metrics show`) holds the headline: final epoch loss, epochs, minutes of training."""
+        resumed = self.try_resume()
+        if not self.world.is_main:
+            return self.fit(**fit_kwargs)
+        n = sum(q.numel() for q in self.model.parameters())
+        self._say(f"training on {self.device} × {self.world.size} process{'es' if self.world.size > 1 else ''} "
+                  f"({len(self.data)} images, {n / 1e6:.2f} M parameters)")
+        if resumed:
+            truncate_live_metrics(Path(live_dir) / "plots", self.step)
+        self.live = Live(str(live_dir), resume=resumed, dvcyaml=False, save_dvc_exp=False)
+        history = self.fit(**fit_kwargs)
+        self.live.summary = self.headline()
+        self.live.make_summary()
+        return history
+
+    def headline(self) -> dict[str, float]:
+        """The training's few figures for `dvc metrics show`."""
+        last = self.history[-1] if self.history else {"loss": float("nan")}
+        return {"loss": last["loss"], "minutes": sum(h["seconds"] for h in self.history) / 60}
 
     def _log(self, metrics: dict[str, float]) -> None:
         if self.live is None:
@@ -224,23 +254,6 @@ class Trainer:
 def derived_seed(seed: int, epoch: int, stream: int = 0) -> int:
     """A seed for (run seed, epoch, stream): stream 0 is shared by every rank, stream r + 1 is rank r's own."""
     return (seed * 100_003 + epoch) * 1_009 + stream
-
-
-def fit_with_live(trainer: Trainer, live_dir: Path, **fit_kwargs: Any) -> list[dict[str, float]]:
-    """Resume if possible, log to dvclive in live_dir (continuing its history; rank 0), train, write the summary."""
-    from dvclive import Live
-
-    resumed = trainer.try_resume()
-    if not trainer.world.is_main:
-        return trainer.fit(**fit_kwargs)
-    if resumed:
-        truncate_live_metrics(Path(live_dir) / "plots", trainer.step)
-    trainer.live = Live(str(live_dir), resume=resumed, dvcyaml=False, save_dvc_exp=False)
-    history = trainer.fit(**fit_kwargs)
-    trainer.live.summary.update({"final_loss": history[-1]["loss"], "epochs": trainer.epoch,
-                                 "train_seconds": sum(h["seconds"] for h in history)})
-    trainer.live.make_summary()
-    return history
 
 
 def fingerprint(*sections: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -267,12 +280,51 @@ def truncate_live_metrics(plots_dir: Path, last_step: int) -> None:
                 csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
 
 
-def load_ema_model(checkpoint: Path, model: nn.Module, which: str = "ema") -> nn.Module:
-    """Load the EMA (or raw, which='model') weights of a training checkpoint into `model`."""
-    state = load_checkpoint(checkpoint)
-    try:
-        model.load_state_dict(state[which])
-    except (KeyError, RuntimeError) as e:
-        raise ValueError(f"{checkpoint}: weights do not fit the model in params.yaml ({str(e).splitlines()[0]}); "
-                         "re-run training (dvc repro)") from e
-    return model.eval()
+@dataclass
+class MonitorGrid:
+    """The grid sampled from the EMA weights after every epoch: the same noise each time (seed), DDIM (η = 0).
+
+    context: one row per image (a digit's one-hot, a CLIP text embedding), guided with weight `guidance`;
+    None samples `n` unconditional images.
+    """
+    diffusion: Diffusion
+    shape: tuple[int, ...]
+    steps: int
+    seed: int
+    autocast: torch.dtype | None = None
+    n: int = 16
+    context: torch.Tensor | None = None
+    guidance: float = 0.0
+    nrow: int = 8
+
+    def __call__(self, ema: nn.Module) -> torch.Tensor:
+        device = next(ema.parameters()).device
+        model = with_autocast(ema, self.autocast)
+        g = torch.Generator(device).manual_seed(self.seed)
+        if self.context is None:
+            return sample(self.diffusion, model, self.n, self.shape, sampler="ddim", steps=self.steps, generator=g,
+                          device=device)
+        guided = ClassifierFreeGuidance(model, self.context.to(device), self.guidance)
+        return sample(self.diffusion, guided, len(self.context), self.shape, sampler="ddim", steps=self.steps,
+                      generator=g, device=device).cpu()
+
+
+def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model_params: dict[str, Any],
+                 data: torch.Tensor, checkpoint: Path, device: torch.device, world: World, *, context_dim: int = 0,
+                 monitor_context: torch.Tensor | None = None, nrow: int = 8,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **fingerprint_extra: Any) -> Trainer:
+    """A Trainer for a training stage's params: the UNet (seeded), its monitoring grid and its resume fingerprint.
+
+    recipe: a train_mnist-like section with runtime keys merged in (device, amp). monitor_context: the grid's
+    context rows (then guided with recipe["monitor_guidance"]); None draws recipe["monitor_n"] unconditional images.
+    """
+    diffusion = Diffusion.from_params(diffusion_params)
+    torch.manual_seed(recipe["seed"])
+    model = UNet.from_params(model_params, data.shape[1], diffusion.T, context_dim).to(device)
+    autocast = autocast_dtype(recipe["amp"], device)
+    monitor = MonitorGrid(diffusion, tuple(data.shape[1:]), recipe["monitor_steps"], recipe["seed"] + 1, autocast,
+                          n=recipe.get("monitor_n", 16), context=monitor_context,
+                          guidance=recipe.get("monitor_guidance", 0.0), nrow=nrow)
+    return Trainer(model, diffusion, data.to(device), TrainConfig.from_params(recipe, autocast), checkpoint,
+                   fingerprint(diffusion_params, model_params, recipe, n_images=len(data), **fingerprint_extra),
+                   monitor=monitor, transform=transform, world=world)

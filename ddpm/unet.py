@@ -6,7 +6,7 @@ t ∈ [0, T) into the float t / (T − 1) ∈ [0, 1] before the sinusoidal embed
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -157,6 +157,13 @@ class UNet(nn.Module):
         self.head = nn.Sequential(_norm(ch, groups), nn.SiLU(), nn.Conv2d(ch, out_channels or in_channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any], in_channels: int, num_timesteps: int, context_dim: int = 0) -> "UNet":
+        """From a `model` params section: {channels, channel_mults, num_res_blocks, attention_levels, heads, dropout, groups}."""
+        return cls(in_channels=in_channels, channels=p["channels"], channel_mults=tuple(p["channel_mults"]),
+                   num_res_blocks=p["num_res_blocks"], attention_levels=tuple(p["attention_levels"]), heads=p["heads"],
+                   dropout=p["dropout"], groups=p["groups"], num_timesteps=num_timesteps, context_dim=context_dim)
 
     def time_to_unit(self, t: torch.Tensor) -> torch.Tensor:
         """The integer t ∈ [0, T) as the float t / (T − 1) ∈ [0, 1]."""

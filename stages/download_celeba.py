@@ -6,13 +6,13 @@ from pathlib import Path
 from ddpm import params
 from ddpm.celeba import download_celeba, preprocess, read_clip_data, verify_layout, write_clip_data
 from ddpm.cli import run_stage
-from ddpm.io import save_torch, atomic_path
+from ddpm.io import atomic_path, save_torch
 
 OUT = Path("data/celeba")
 
 
 def main() -> None:
-    cp = params.load(["celeba"])["celeba"]
+    cp = params.load_stage("download_celeba")["download_celeba"]
     root = Path(cp["root"])
     folder = root / "celeba"
     if not (folder / "list_attr_celeba.txt").exists():

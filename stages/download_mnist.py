@@ -10,7 +10,7 @@ OUT = Path("data/mnist/raw")
 
 
 def main() -> None:
-    p = params.load(["data"])["data"]
+    p = params.load_stage("download_mnist")["download_mnist"]
     source = download_mnist(OUT, p["sources"])
     save_json({"source": source, "md5": MNIST_MD5}, "data/mnist/source.json")
     print(f"MNIST from {source}: 4 IDX files verified in {OUT}")

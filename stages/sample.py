@@ -1,51 +1,42 @@
 """Stage sample: 16 samples for the report's grid, and a larger batch for evaluation, from the EMA weights.
 
-Under torchrun (sample.nproc > 1) every process draws its share; rank 0 gathers and writes. Image i's noise
+Under torchrun (nproc > 1) every process draws its share; rank 0 gathers and writes. Image i's noise
 comes from its own generator (seed, i), so any number of processes gives the same images.
 """
 import time
 from pathlib import Path
 
-import torch
-
-from ddpm import distributed, params
+from ddpm import Diffusion, distributed, params
+from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
-from ddpm.factory import load_for_sampling, make_diffusion, make_unet
-from ddpm.io import atomic_path, image_grid_pil, save_json, save_torch
+from ddpm.io import save_json, save_png_grid, save_torch
 
 CHECKPOINT, OUT = Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/samples")
 
 
 def main() -> None:
-    p = params.load(["diffusion", "model", "sample"])
+    p = params.load_stage("sample")
     sp = p["sample"]
     world, device = distributed.init(sp["device"])
-    diffusion = make_diffusion(p["diffusion"])
-    model = load_for_sampling(CHECKPOINT, make_unet(p["model"], 1, diffusion.T), device, sp["amp"])
-    steps = None if sp["steps"] == diffusion.T else sp["steps"]
-
-    def draw(n: int, seed: int) -> torch.Tensor | None:
-        return distributed.sample_sharded(diffusion, model, n, (1, 28, 28), sp["batch_size"], seed, world, device,
-                                          steps=steps, eta=sp["eta"], progress=world.is_main)
-
-    t0 = time.time()
-    grid = draw(sp["n_grid"], sp["seed"])
-    grid_seconds = time.time() - t0
-    t0 = time.time()
-    evaluation = draw(sp["n_eval"], sp["seed"] + 1)  # other seeds than the grid's: the grid is not in the evaluation
+    diffusion = Diffusion.from_params(p["diffusion"])
+    model = load_unet(CHECKPOINT, p["model"], diffusion.T, device, sp["amp"])
+    seconds, images = {}, {}
+    for name, n, seed in (("grid", sp["n_grid"], sp["seed"]), ("eval", sp["n_eval"], sp["seed"] + 1)):
+        t0 = time.time()  # other seeds than the grid's: the grid is not in the evaluation
+        images[name] = distributed.sample_sharded(diffusion, model, n, (1, 28, 28), sp["batch_size"], seed, world, device,
+                                                  sampler=sp["sampler"], steps=sp["steps"], eta=sp["eta"],
+                                                  progress=world.is_main)
+        seconds[name] = time.time() - t0
     distributed.shutdown()
     if not world.is_main:
         return
-    save_torch(grid, OUT / "grid.pt")
-    with atomic_path(OUT / "grid.png") as tmp:  # the 4×4 grid, 4× enlarged
-        png = image_grid_pil(grid[:16], nrow=4)
-        png.resize((png.width * 4, png.height * 4)).save(tmp, format="png")
-    save_torch(evaluation, OUT / "eval.pt")
-    sampler = "ancestral" if steps is None else f"DDIM {steps} steps, eta {sp['eta']}"
-    save_json({"sampler": sampler, "n_grid": len(grid), "grid_seconds": grid_seconds,
-               "n_eval": len(evaluation), "eval_seconds": time.time() - t0, "device": str(device),
-               "processes": world.size}, OUT / "info.json")
-    print(f"{len(grid)} + {len(evaluation)} samples ({sampler}) in {OUT}")
+    save_torch(images["grid"], OUT / "grid.pt")
+    save_png_grid(images["grid"][:16], OUT / "grid.png", nrow=4, zoom=4)
+    save_torch(images["eval"], OUT / "eval.pt")
+    sampler = f"{sp['sampler']}, {sp['steps']} steps" + (f", η = {sp['eta']}" if sp["sampler"] != "ancestral" else "")
+    save_json({"sampler": sampler, "n_grid": sp["n_grid"], "grid_seconds": seconds["grid"], "n_eval": sp["n_eval"],
+               "eval_seconds": seconds["eval"], "device": str(device), "processes": world.size}, OUT / "info.json")
+    print(f"{sp['n_grid']} + {sp['n_eval']} samples ({sampler}) in {OUT}")
 
 
 if __name__ == "__main__":

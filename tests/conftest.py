@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ruamel.yaml import YAML
 
 from ddpm import Diffusion, UNet, linear_betas
 from ddpm.data import download_mnist
@@ -52,3 +53,9 @@ def stage_env(project: Path) -> dict[str, str]:
     venv, which CI does not have) and imports the copy's ddpm."""
     return {**os.environ, "PYTHONPATH": str(project),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def write_yaml(data: object, path: Path) -> None:
+    """Write YAML as DVC does (ruamel, YAML 1.2)."""
+    with open(path, "w") as f:
+        YAML().dump(data, f)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ddpm.bench import DiffusersUNet, markdown, training_flops, with_torch_dropout
-from ddpm.factory import make_diffusion, make_unet
+from ddpm import Diffusion, UNet
 from ddpm.unet import Dropout16
 
 pytest.importorskip("diffusers")
@@ -13,17 +13,17 @@ CFG = dict(channels=32, channel_mults=[1, 2, 2], num_res_blocks=1, attention_lev
 @pytest.mark.parametrize("cfg", [CFG, dict(CFG, channels=64, num_res_blocks=2, attention_levels=[1, 2])])
 def test_diffusers_peer_matches_our_unet(cfg):
     """Same channels, levels, blocks and attention: the same parameter count, to the parameter."""
-    ours, peer = make_unet(cfg, 1, 1000), DiffusersUNet(cfg)
+    ours, peer = UNet.from_params(cfg, 1, 1000), DiffusersUNet(cfg)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in peer.parameters())
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 900])
     assert peer(x, t).shape == ours(x, t).shape == x.shape
 
 
 def test_training_flops_scale_with_batch_and_torch_dropout_swap():
-    d = make_diffusion(dict(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02))
+    d = Diffusion.from_params(dict(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02))
     f2, f4 = training_flops(CFG, d, torch.device("cpu"), 2), training_flops(CFG, d, torch.device("cpu"), 4)
     assert f2 > 0 and f4 == pytest.approx(2 * f2, rel=0.01)
-    swapped = with_torch_dropout(make_unet(CFG, 1, 1000))
+    swapped = with_torch_dropout(UNet.from_params(CFG, 1, 1000))
     assert not any(isinstance(m, Dropout16) for m in swapped.modules())
     assert sum(isinstance(m, torch.nn.Dropout) for m in swapped.modules()) == 11
 
@@ -43,7 +43,7 @@ def test_bf16_variants_run_only_where_bf16_is_native(monkeypatch, native):
     import ddpm.bench as bench
 
     monkeypatch.setattr(bench, "native_bf16", lambda device: native)
-    d = make_diffusion(dict(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02))
+    d = Diffusion.from_params(dict(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02))
     tiny = dict(CFG, channels=8, groups=4, heads=2)
     got = bench.train_variants(tiny, d, torch.device("cpu"), batch=4, seconds=0, rounds=1, compile_=False)
     tag = "bf16" if native else "fp32"

@@ -12,8 +12,10 @@ import yaml
 from PIL import Image
 
 from ddpm.celeba import caption, preprocess, read_clip_data, verify_layout, write_clip_data
-from ddpm.clip import ClipEncoder, clip_score, embedding_diversity, register_config
+from ddpm.context import ClipEncoder, register_config
+from ddpm.metrics import clip_score, embedding_diversity
 from ddpm.data import DataError
+from ddpm.params import read_yaml
 from tests.conftest import stage_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,14 +108,15 @@ def test_celeba_pipeline_runs_end_to_end_on_fixtures(tmp_path):
     shutil.rmtree(dst / ".dvc" / "cache", ignore_errors=True)
     shutil.rmtree(dst / ".dvc" / "tmp", ignore_errors=True)
     make_celeba(dst / "data" / "celeba" / "raw" / "celeba", 24)
-    p = yaml.safe_load((dst / "params.yaml").read_text())
+    p = read_yaml(dst / "params.yaml")
     p["diffusion"]["T"] = 20
-    p["celeba"].update(download=False, image_size=16)
-    p["clip"].update(model="tiny-clip", pretrained="none", config=str(TINY_CLIP), batch_size=8, chunk=10)
+    p["download_celeba"].update(download=False, image_size=16)
+    p["clip"].update(model="tiny-clip", pretrained="none", config=str(TINY_CLIP))
+    p["embed_clip"].update(batch_size=8, chunk=10)
     p["celeba_model"].update(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, groups=4)
-    p["celeba_train"].update(epochs=2, batch_size=8, log_every=1, warmup_steps=1, monitor_steps=3,
+    p["train_celeba"].update(epochs=2, batch_size=8, log_every=1, warmup_steps=1, monitor_steps=3,
                              monitor_prompts=["a photo of a man", "a photo of a woman"])
-    p["celeba_sweep"].update(guidance_scales=[0.0, 2.0], prompts=["a photo of a man", "a photo of a smiling woman"],
+    p["sweep_celeba"].update(guidance_scales=[0.0, 2.0], prompts=["a photo of a man", "a photo of a smiling woman"],
                              n_per_prompt=2, steps=4, batch_size=4)
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
@@ -126,8 +129,8 @@ def test_celeba_pipeline_runs_end_to_end_on_fixtures(tmp_path):
     assert emb["images"].shape == (24, 32) and len(list((dst / "data/celeba/clip").glob("chunk_*.pt"))) == 3
     assert set(emb["texts"]) == {"a photo of a man", "a photo of a woman", "a photo of a smiling woman"}
     assert (dst / "data/celeba/clip-data.csv").read_text().startswith("image,caption")
-    samples = torch.load(dst / "data/celeba/sweep/2.0.pt", weights_only=True)["samples"]
-    assert samples.shape == (2, 2, 3, 16, 16)
+    samples = torch.load(dst / "data/celeba/sweep/samples.pt", weights_only=True)["samples"]
+    assert samples["2.0"].shape == (2, 2, 3, 16, 16) and set(samples) == {"0.0", "2.0", "uncond"}
     md = (dst / "reports/celeba.md").read_text()
     assert "| uncond |" in md and "| 2.0 |" in md and (dst / "reports/celeba/grid.png").stat().st_size > 1000
     assert len(list((dst / "reports/train_celeba/plots/images/monitor").glob("*.png"))) == 2

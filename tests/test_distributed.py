@@ -11,7 +11,7 @@ import torch
 
 from ddpm import distributed
 from ddpm.distributed import DistributedError, World, check_launch
-from ddpm.io import load_checkpoint
+from ddpm.checkpoint import load_checkpoint
 from ddpm.launch import command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,11 +118,11 @@ def test_shares_cover_a_batch_in_order():
 
 
 def test_bad_launches_are_one_line(monkeypatch):
-    with pytest.raises(DistributedError, match=r"train.batch_size = 129 \(the global batch\) does not split evenly over train.nproc = 2"):
+    with pytest.raises(DistributedError, match=r"train_mnist.batch_size = 129 \(the global batch\) does not split evenly over train_mnist.nproc = 2"):
         check_launch(2, 129, "cpu")
     with pytest.raises(DistributedError, match="sample.nproc = 10000 CPU processes but this machine has"):
         check_launch(10_000, None, "cpu", "sample")
-    assert command("sample", "stages/sample.py", [])[1:] == ["stages/sample.py"]
+    assert command("sample")[1:] == ["stages/sample.py"]
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")

@@ -1,8 +1,11 @@
 import pytest
 import torch
 
-from ddpm import Diffusion, linear_betas
-from ddpm.guidance import (completion_quality, grad_wrt_mean, grad_wrt_xt, half_mask, half_tasks, masked_sq_error)
+from ddpm import Diffusion, complete_image, linear_betas, sample
+from ddpm.completion import half_mask
+from ddpm.context import digit_context
+from ddpm.guidance import ClassifierFreeGuidance, context_dropout, get_context_mask, grad_wrt_mean, grad_wrt_xt, masked_sq_error
+from ddpm.samplers import SAMPLERS
 from tests.conftest import randomize, tiny_unet
 
 
@@ -61,7 +64,7 @@ def test_the_mean_route_differentiates_the_steps_own_x0(setup, ancestral, t, t_p
     x = torch.randn(2, 1, 28, 28, dtype=torch.float64) * 2
     tt = torch.full((2,), t)
     eps = model(x, tt).detach()
-    mean, var = d.reverse(x, t, t_prev, eps, ancestral=ancestral, eta=1.0, clip=True)
+    mean, var, _ = SAMPLERS["ancestral" if ancestral else "ddim"](d, x, t, t_prev, eps, 1.0, True, None)
     x0 = d.predict_x0(x, tt, eps, clip=True)
     grad = grad_wrt_mean(d, mean, var, t_prev, d.predict_eps(x, tt, x0), y, mask)
     ab = d.alphas_bar[t_prev].item() if t_prev >= 0 else 1.0
@@ -92,8 +95,8 @@ def test_visible_pixels_end_close_to_y(wrt):
     y_full = (torch.rand(3, 1, 28, 28) * 2 - 1) * 0.8
     mask = half_mask(y_full.shape, "top")
     y = y_full * mask
-    run = lambda scale: d.complete_image(gaussian_eps(d, 0.5), y, mask, scale=scale, wrt=wrt, steps=20,  # noqa: E731
-                                         eta=1.0, generator=torch.Generator().manual_seed(0))
+    run = lambda scale: complete_image(d, gaussian_eps(d, 0.5), y, mask, scale=scale, wrt=wrt, sampler="ddim",  # noqa: E731
+                                       steps=20, eta=1.0, generator=torch.Generator().manual_seed(0))
     guided, unguided = run(0.3), run(0.0)
     vis = mask.expand_as(guided) == 1
     err, err0 = (guided - y)[vis].abs().mean().item(), (unguided - y)[vis].abs().mean().item()
@@ -108,9 +111,10 @@ def test_a_batch_equals_single_images_with_the_same_noise(wrt):
     y = torch.rand(3, 1, 28, 28) * 2 - 1
     mask = torch.cat([half_mask(y.shape, "top"), half_mask(y.shape, "bottom"), half_mask(y.shape, "top")])
     gens = lambda: [torch.Generator().manual_seed(s) for s in (11, 12, 13)]  # noqa: E731
-    batch = d.complete_image(model, y * mask, mask, 0.2, wrt, steps=8, eta=1.0, generator=gens())
+    batch = complete_image(d, model, y * mask, mask, 0.2, wrt, sampler="ddim", steps=8, eta=1.0, generator=gens())
     for i, g in enumerate(gens()):
-        one = d.complete_image(model, (y * mask)[i:i + 1], mask[i:i + 1], 0.2, wrt, steps=8, eta=1.0, generator=[g])
+        one = complete_image(d, model, (y * mask)[i:i + 1], mask[i:i + 1], 0.2, wrt, sampler="ddim", steps=8, eta=1.0,
+                             generator=[g])
         assert torch.allclose(batch[i:i + 1], one, atol=1e-5), i
 
 
@@ -118,19 +122,20 @@ def test_full_chain_and_replacement_run(setup):
     d, model, y, mask = setup
     model = model.float()
     y, mask = y.float(), mask.float()
-    x = d.complete_image(model, y, mask, 0.1, "mean", generator=torch.Generator().manual_seed(0))
+    x = complete_image(d, model, y, mask, 0.1, "mean", generator=torch.Generator().manual_seed(0))
     assert x.shape == y.shape and x.min() >= -1 and x.max() <= 1
-    r = d.complete_image(model, y, mask, guidance="replace", steps=10, generator=torch.Generator().manual_seed(0))
+    r = complete_image(d, model, y, mask, guidance="replace", sampler="ddim", steps=10,
+                       generator=torch.Generator().manual_seed(0))
     assert torch.allclose(r * mask, y * mask, atol=1e-6)  # replacement keeps the given pixels exactly
 
 
 def test_trivial_masks(setup):
     d, model, y, _ = setup
     model, y = model.float(), y.float()
-    assert torch.equal(d.complete_image(model, y, torch.ones(1, 1, 28, 28), 1.0), y)
-    hidden_all = d.complete_image(model, y, torch.zeros(1, 1, 28, 28), 1.0, steps=5,
-                                  generator=torch.Generator().manual_seed(3))
-    sampled = d.sample(model, 2, (1, 28, 28), steps=5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(complete_image(d, model, y, torch.ones(1, 1, 28, 28), 1.0), y)
+    hidden_all = complete_image(d, model, y, torch.zeros(1, 1, 28, 28), 1.0, sampler="ddim", steps=5,
+                                generator=torch.Generator().manual_seed(3))
+    sampled = sample(d, model, 2, (1, 28, 28), sampler="ddim", steps=5, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(hidden_all, sampled, atol=1e-6)
 
 
@@ -146,21 +151,48 @@ def test_bad_inputs_name_the_argument(kwargs, words):
     args = dict(y=torch.zeros(1, 1, 28, 28), ymask=half_mask((28, 28), "top"), scale=1.0, wrt="mean")
     args.update(kwargs)
     with pytest.raises(ValueError, match=words):
-        d.complete_image(model, **args)
+        complete_image(d, model, **args)
 
 
-def test_half_tasks_and_quality():
-    images = torch.rand(10, 1, 28, 28) * 2 - 1
-    idx, y, masks = half_tasks(images, 4, seed=0)
-    assert len(idx) == 8 and torch.equal(idx[:4], idx[4:])
-    assert torch.all(y[:4, :, 14:] == 0) and torch.all(y[4:, :, :14] == 0)
-    perfect = images[idx][:, None].repeat(1, 3, 1, 1, 1)
-    q = completion_quality(perfect, images[idx], masks)
-    assert q["mse_visible"] == 0 and q["mse_hidden"] == 0 and q["diversity"] == 0
-    noisy = perfect + 0.1 * torch.randn_like(perfect)
-    q = completion_quality(noisy, images[idx], masks)
-    assert q["mse_visible"] == pytest.approx(0.01, rel=0.1) and q["diversity"] == pytest.approx(0.1 * 2**0.5, rel=0.1)
-    colour = torch.rand(4, 3, 3, 8, 8)  # RMS difference per pixel does not grow with the channel count
-    q1 = completion_quality(colour[:, :, :1], colour[:, 0, :1], torch.zeros(4, 1, 8, 8))
-    q3 = completion_quality(colour, colour[:, 0], torch.zeros(4, 1, 8, 8))
-    assert q3["diversity"] == pytest.approx(q1["diversity"], rel=0.15)
+# -- classifier-free guidance ------------------------------------------------------------------------------------
+@pytest.fixture
+def cond_unet():
+    torch.manual_seed(0)
+    return randomize(tiny_unet(context_dim=10)).eval()
+
+
+def test_context_mask_drops_the_expected_share():
+    mask = get_context_mask(100_000, 0.15, generator=torch.Generator().manual_seed(0))
+    assert mask.shape == (100_000, 1) and set(mask.unique().tolist()) == {0.0, 1.0}
+    assert (mask == 0).float().mean().item() == pytest.approx(0.15, abs=0.005)
+    assert get_context_mask(10, 0.0).all() and not get_context_mask(10, 1.0).any()
+    with pytest.raises(ValueError, match="p_uncond = 1.5"):
+        get_context_mask(3, 1.5)
+    c = torch.ones(1000, 10)
+    dropped = context_dropout(0.5)(c)
+    rows = dropped.sum(1)
+    assert set(rows.unique().tolist()) <= {0.0, 10.0} and 350 < (rows == 0).sum() < 650
+
+
+def test_w0_is_the_conditional_prediction(cond_unet):
+    x, t, c = torch.randn(4, 1, 28, 28), torch.tensor([5, 50, 70, 99]), digit_context([1, 2, 3, 4])
+    assert torch.allclose(ClassifierFreeGuidance(cond_unet, c, 0.0)(x, t), cond_unet(x, t, context=c), atol=1e-6)
+
+
+def test_guidance_combines_the_two_predictions_in_one_batch(cond_unet):
+    x, t, c = torch.randn(3, 1, 28, 28), torch.tensor([5, 50, 99]), digit_context([7, 0, 3])
+    cond, uncond = cond_unet(x, t, context=c), cond_unet(x, t, context=torch.zeros_like(c))
+    got = ClassifierFreeGuidance(cond_unet, c, 2.5)(x, t)
+    assert torch.allclose(got, 3.5 * cond - 2.5 * uncond, atol=1e-5)
+    # with the context masked out, every w gives the unconditional prediction
+    masked = c * get_context_mask(3, 1.0)
+    assert torch.allclose(ClassifierFreeGuidance(cond_unet, masked, 4.0)(x, t), uncond, atol=1e-5)
+    with pytest.raises(ValueError, match="guidance = -1"):
+        ClassifierFreeGuidance(cond_unet, c, -1)
+
+
+def test_guided_sampling_gives_one_image_per_context_row(cond_unet):
+    d = Diffusion(linear_betas(100))
+    guided = ClassifierFreeGuidance(cond_unet, digit_context([7, 3, 9]), 2.0)
+    x = sample(d, guided, 3, (1, 28, 28), sampler="ddim", steps=5, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (3, 1, 28, 28)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm.judge import Judge, judge_images, load_judge, load_reference, random_shift, reference_features
+from ddpm.judge import Judge, judge_images, load_judge, random_shift, reference_features
 from ddpm.metrics import (check_samples, coverage, fid_clf, frechet_distance, memorization, nearest_distance,
                           recognizable)
 
@@ -74,10 +74,10 @@ def test_reference_features_are_stored_with_the_judge(tmp_path):
     ref = reference_features(judge_images(judge, test).features)
     assert ref.shape == (20, 64)  # the reference half: what follows the first 5 000 (held-out) digits
     torch.save({"judge": judge.state_dict(), "reference": ref}, tmp_path / "judge.pt")
-    assert torch.equal(load_reference(tmp_path / "judge.pt"), ref)
+    assert torch.equal(load_judge(tmp_path / "judge.pt")[1], ref)
     torch.save({"judge": judge.state_dict()}, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="old.pt: holds no reference features .* re-run dvc repro judge"):
-        load_reference(tmp_path / "old.pt")
+        load_judge(tmp_path / "old.pt")
 
 
 def test_random_shift_moves_digits_without_flipping():

@@ -1,46 +1,59 @@
+"""params.yaml: the schema, one section per stage, runtime overrides, YAML 1.2 as DVC reads it."""
+import copy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from ddpm.params import ParamError, load, validate
+from ddpm.params import (OPTIONAL, STAGE_SECTIONS, ParamError, load, load_stage, read_yaml, stage_sections, validate,
+                         validate_all)
+from tests.conftest import write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PARAMS = read_yaml(ROOT / "params.yaml")
 ALL = list(PARAMS)
 
 
 def with_value(key: str, value):
-    p = yaml.safe_load(yaml.safe_dump(PARAMS))
+    p = copy.deepcopy(PARAMS)
     section, name = key.split(".")
     p[section][name] = value
     return p
 
 
 def test_the_shipped_params_and_cpu_profile_are_valid():
-    validate(PARAMS, ALL)
-    profile = yaml.safe_load((ROOT / "profiles" / "cpu.yaml").read_text())
-    p = yaml.safe_load(yaml.safe_dump(PARAMS))
+    validate_all(PARAMS)
+    profile = read_yaml(ROOT / "profiles" / "cpu.yaml")
+    p = copy.deepcopy(PARAMS)
     assert profile.pop("targets") == ["report"]
     for key, value in profile.items():
         section, name = key.split(".")
         assert name in p[section], key
         p[section][name] = value
-    validate(p, ALL)
+    validate_all(p)
+
+
+def test_every_stage_has_its_own_section_and_dvc_yaml_names_match():
+    stages = set(read_yaml(ROOT / "dvc.yaml")["stages"])
+    assert stages == set(STAGE_SECTIONS)
+    for stage in stages:
+        assert stage_sections(stage)[0] == stage or stage == "report_celeba"
+    assert sum("device" in section for section in PARAMS.values()) == 1  # runtime only
 
 
 @pytest.mark.parametrize("key, value, words", [
-    ("train.epochs", -1, "train.epochs = -1: must be an integer in [1, 100000]"),
+    ("train_mnist.epochs", -1, "train_mnist.epochs = -1: must be an integer in [1, 100000]"),
     ("diffusion.beta_end", 0.00005, "diffusion.beta_end = 5e-05 must be > diffusion.beta_start"),
     ("diffusion.T", 1, "diffusion.T = 1: must be an integer in [2, 100000]"),
     ("diffusion.schedule", "sigmoid", "diffusion.schedule = 'sigmoid': must be one of 'linear', 'cosine'"),
-    ("train.lr", "fast", "train.lr = 'fast'"),
+    ("train_mnist.lr", "fast", "train_mnist.lr = 'fast'"),
     ("model.attention_levels", [5], "model.attention_levels = [5]"),
-    ("sample.steps", 5000, "sample.steps = 5000: must be ≤ diffusion.T"),
-    ("train.amp", "fp8", "train.amp = 'fp8'"),
-    ("train.epochs", True, "train.epochs = True"),
+    ("sweep_mnist_cfg.steps", 5000, "sweep_mnist_cfg.steps = 5000: must be ≤ diffusion.T"),
+    ("sample.steps", 50, "sample.steps = 50: the ancestral sampler visits all diffusion.T = 1000 steps"),
+    ("runtime.amp", "fp8", "runtime.amp = 'fp8'"),
+    ("train_mnist.epochs", True, "train_mnist.epochs = True"),
+    ("compare_samplers.ancestral", 1, "compare_samplers.ancestral = 1: must be one of True, False"),
 ])
 def test_bad_values_name_the_key_and_the_range(key, value, words):
     with pytest.raises(ParamError) as e:
@@ -49,24 +62,48 @@ def test_bad_values_name_the_key_and_the_range(key, value, words):
 
 
 def test_unknown_and_missing_keys():
-    p = with_value("train.epochz", 3)
-    with pytest.raises(ParamError, match="train.epochz is not a known key"):
-        validate(p, ["train"])
-    del p["train"]["epochz"], p["train"]["lr"]
-    with pytest.raises(ParamError, match="train.lr is missing"):
-        validate(p, ["train"])
+    p = with_value("train_mnist.epochz", 3)
+    with pytest.raises(ParamError, match="train_mnist.epochz is not a known key"):
+        validate(p, ["train_mnist"])
+    del p["train_mnist"]["epochz"], p["train_mnist"]["lr"]
+    with pytest.raises(ParamError, match="train_mnist.lr is missing"):
+        validate(p, ["train_mnist"])
+
+
+def test_a_stage_overrides_runtime_and_reads_only_its_sections(tmp_path):
+    p = with_value("sample.nproc", 2)
+    write_yaml(p, tmp_path / "params.yaml")
+    got = load_stage("sample", tmp_path / "params.yaml")
+    assert got["sample"]["nproc"] == 2 and got["sample"]["device"] == "auto" and got["runtime"]["nproc"] == 1
+    assert set(got) == {"sample", "runtime", "diffusion", "model"}
+    assert "nproc" in OPTIONAL["sample"] and "download_mnist" not in OPTIONAL
+    with pytest.raises(ParamError, match="download_mnist.nproc is not a known key"):
+        validate(with_value("download_mnist.nproc", 2), ["download_mnist"])
+
+
+@pytest.mark.parametrize("text, value", [("1e-5", 1e-5), ("1E5", 1e5), (".5", 0.5), ("-.5e-3", -5e-4), ("2.0e-4", 2e-4)])
+def test_floats_are_read_as_yaml_1_2_like_dvc(tmp_path, text, value):
+    (tmp_path / "p.yaml").write_text(f"x: {text}\n")
+    assert read_yaml(tmp_path / "p.yaml")["x"] == value
+
+
+def test_integral_floats_count_as_integers(tmp_path):
+    p = with_value("train_mnist.epochs", 1e1)  # DVC writes -S train_mnist.epochs=1e1 as 10.0
+    assert validate(p, ["train_mnist"])["train_mnist"]["epochs"] == 10
+    with pytest.raises(ParamError, match="train_mnist.epochs = 1.5"):
+        validate(with_value("train_mnist.epochs", 1.5), ["train_mnist"])
 
 
 def test_a_stage_with_bad_params_stops_with_one_line_before_work(tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("train.epochs", -1)))
+    write_yaml(with_value("train_mnist.epochs", -1), tmp_path / "params.yaml")
     r = subprocess.run([sys.executable, str(ROOT / "stages" / "train_mnist.py")], cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr.strip() == "error: params.yaml: train.epochs = -1: must be an integer in [1, 100000]"
+    assert r.stderr.strip() == "error: params.yaml: train_mnist.epochs = -1: must be an integer in [1, 100000]"
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]  # nothing was started or written
 
 
 def test_load_reports_a_broken_file(tmp_path):
-    (tmp_path / "params.yaml").write_text("train: [1, 2\n")
+    (tmp_path / "params.yaml").write_text("train_mnist: [1, 2\n")
     with pytest.raises(ParamError, match="not valid YAML"):
-        load(["train"], tmp_path / "params.yaml")
+        load(["train_mnist"], tmp_path / "params.yaml")

@@ -5,15 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ddpm.params import SCHEMA, ParamError, validate_all
+from ddpm.params import OPTIONAL, SCHEMA, ParamError, read_yaml, validate_all
+from tests.conftest import write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
-KEYS = [(section, key) for section in SCHEMA for key in SCHEMA[section]]
+BASE = read_yaml(ROOT / "params.yaml")
+KEYS = [(section, key) for section in SCHEMA for key in [*SCHEMA[section], *sorted(OPTIONAL.get(section, ()))]]
 
 # values that no key accepts: every check wants a number, a bool, a string or a list of scalars
 never_valid = st.one_of(
@@ -39,6 +39,9 @@ def one_bad_change(draw):
         params[section][key] = draw(never_valid)
         return params, f"{section}.{key}"
     if kind == "missing":
+        if key in OPTIONAL.get(section, ()) and key not in params[section]:
+            params[section][key] = draw(never_valid)  # an optional key that is absent: make it bad instead
+            return params, f"{section}.{key}"
         del params[section][key]
         return params, f"{section}.{key} is missing"
     if kind == "unknown key":
@@ -82,7 +85,7 @@ def test_check_params_command(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "ddpm.params", str(ROOT / "params.yaml")], capture_output=True, text=True)
     assert ok.returncode == 0 and "are valid" in ok.stdout
     bad = copy.deepcopy(BASE)
-    bad["train"]["lr"] = "fast"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    bad["train_mnist"]["lr"] = "fast"
+    write_yaml(bad, tmp_path / "params.yaml")
     out = subprocess.run([sys.executable, "-m", "ddpm.params", str(tmp_path / "params.yaml")], capture_output=True, text=True)
-    assert out.returncode == 1 and out.stderr.strip() == "error: params.yaml: train.lr = 'fast': must be a number with 0 < lr ≤ 1"
+    assert out.returncode == 1 and out.stderr.strip() == "error: params.yaml: train_mnist.lr = 'fast': must be a number with 0 < lr ≤ 1"

@@ -1,5 +1,8 @@
-"""End to end: the real `dvc repro` on tiny params in a temporary copy of the project."""
+"""End to end: the real `dvc exp run` on tiny params in a temporary git copy of the project, then what a user does
+next: `dvc metrics show`, `dvc plots show`, `dvc status`, editing code and params, opening the report."""
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -7,52 +10,69 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from ddpm.io import load_checkpoint
-
-from tests.conftest import stage_env
+from ddpm.checkpoint import load_checkpoint
+from ddpm.params import read_yaml
+from ddpm.pipeline import code_closure
+from tests.conftest import stage_env, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+DVC = [sys.executable, "-m", "dvc"]
 
 
-def run(cmd, cwd, **kw):
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
-    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout
+def run(cmd, cwd, check=True, **kw):
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=stage_env(cwd), **kw)
+    if check:
+        assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def tiny_params(project: Path, mnist_dir: Path) -> None:
+    p = read_yaml(project / "params.yaml")
+    p["download_mnist"]["sources"] = [f"dir:{mnist_dir}"]
+    p["diffusion"]["T"] = 50
+    p["model"].update(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, groups=4)
+    p["train_mnist"].update(epochs=2, max_images=256, batch_size=64, log_every=2, monitor_n=4, monitor_steps=5,
+                            warmup_steps=2)
+    p["train_mnist_cfg"].update(epochs=1, monitor_guidance=2.0)
+    p["sample"].update(n_eval=80, sampler="ddim", steps=10, batch_size=40, nproc=2)  # sharded over 2 gloo processes
+    p["judge"].update(epochs=1, max_images=3000, min_accuracy=0.0)
+    p["compare_samplers"].update(n=20, ddim_steps=[5, 10], raw_ddim_steps=[5], batch_size=20, nproc=2)
+    p["sweep_mnist_cfg"].update(guidance_scales=[0.0, 2.0], n_per_prompt=3, sampler="ddim", steps=5, batch_size=30,
+                                nproc=2)
+    p["completion_sweep"].update(sampler="ddim", steps=5, images=4, completions=2, scales=[0.1, 0.5], batch_size=16,
+                                 nproc=2)
+    p["complete"].update(sampler="ddim", steps=5, n_per_image=2)
+    p["report"]["posterior_check_t"] = [0, 1, 49]
+    write_yaml(p, project / "params.yaml")
+
+
+def commit(project: Path, message: str) -> None:
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    run(git + ["add", "-A"], project)
+    run(git + ["commit", "-qm", message], project)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, mnist_dir):
+    """A fresh git clone's view of the project, after `dvc exp run report` (the MNIST pipeline) on tiny params."""
     dst = tmp_path_factory.mktemp("project")
     for item in ("ddpm", "stages", "profiles", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / item)
     shutil.rmtree(dst / ".dvc" / "cache", ignore_errors=True)
     shutil.rmtree(dst / ".dvc" / "tmp", ignore_errors=True)
-    p = yaml.safe_load((dst / "params.yaml").read_text())
-    p["data"]["sources"] = [f"dir:{mnist_dir}"]
-    p["diffusion"]["T"] = 50
-    p["model"].update(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, groups=4)
-    p["train"].update(epochs=2, max_images=256, batch_size=64, log_every=2, monitor_n=4, monitor_steps=5, warmup_steps=2)
-    p["sample"].update(n_eval=80, steps=10, batch_size=40, nproc=2)  # sharded over 2 gloo processes (torchrun)
-    p["judge"].update(epochs=1, max_images=3000, min_accuracy=0.0)
-    p["compare"].update(n=20, ddim_steps=[5, 10], raw_ddim_steps=[5], batch_size=20, nproc=2)
-    p["cond"].update(epochs=1, guidance_scales=[0.0, 2.0], n_per_prompt=3, steps=5, batch_size=30, nproc=2)
-    p["completion"].update(steps=5, sweep_images=4, sweep_completions=2, scales=[0.1, 0.5], batch_size=16, n_per_image=2,
-                           nproc=2)
-    p["report"]["posterior_check_t"] = [0, 1, 49]
-    (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    tiny_params(dst, mnist_dir)
     run(["git", "init", "-q"], dst)
-    run(git + ["add", "-A"], dst)
-    run(git + ["commit", "-qm", "tiny"], dst)
-    env = stage_env(dst)
-    run([sys.executable, "-m", "dvc", "repro", "report"], dst, env=env)  # the MNIST pipeline (CelebA: test_celeba)
+    commit(dst, "tiny")
+    r = run(DVC + ["exp", "run", "report"], dst)
+    (dst / "exp_run.log").write_text(r.stdout + "\n--- stderr ---\n" + r.stderr)
     return dst
 
 
-def test_dvc_repro_makes_every_output(project):
+def test_dvc_exp_run_makes_every_output_without_a_warning(project):
+    log = (project / "exp_run.log").read_text()
+    assert not re.search(r"WARNING|ERROR|failed", log), log[-3000:]
     assert json.loads((project / "data/mnist/source.json").read_text())["source"].startswith("dir:")
     ckpt = load_checkpoint(project / "data/mnist/model/checkpoint.pt")
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
@@ -62,38 +82,129 @@ def test_dvc_repro_makes_every_output(project):
     for fig in ("loss.png", "samples16.png", "monitor.png", "samples16_judged.png", "histogram.png", "per_class.png",
                 "samplers.png"):
         assert (project / "reports/figures" / fig).stat().st_size > 1000
-    html = (project / "reports/index.html").read_text()
     md = (project / "reports/report.md").read_text()
-    assert "Assignment 1" in html and "\\tilde\\beta_t" in md and "figures/samples16.png" in md
-    assert "Are they recognizable?" in md and "| ancestral | 50 | ema |" in md
-    assert "Image completion" in md and "completion/completion.png" in md and "the MNIST twin" in md
-    assert (project / "reports/completion/completion.png").stat().st_size > 1000
-    assert (project / "reports/cond_mnist/grid.png").stat().st_size > 1000
+    assert "\\tilde\\beta_t" in md and "figures/samples16.png" in md and "Are they recognizable?" in md
+    assert "| ancestral | 50 | ema |" in md and "complete/completion.png" in md and "the MNIST twin" in md
+    for png in ("complete/completion.png", "sweep_mnist_cfg/grid.png", "completion_sweep/accuracy_vs_scale.png"):
+        assert (project / "reports" / png).stat().st_size > 1000
     assert len(list((project / "reports/train_mnist/plots/images/monitor").glob("epoch_*.png"))) == 2
 
 
-def test_metrics_plots_and_status(project):
-    out = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project)
-    metrics = json.loads(out)
-    files = next(iter(metrics.values()))["data"]
-    values = files["reports/train_mnist/metrics.json"]["data"]
-    assert values["epochs"] == 2 and values["final_loss"] > 0
-    evaluation = files["reports/evaluate/metrics.json"]["data"]
-    for row in ("model", "floor_real_test", "noise", "blurred_test"):
-        assert {"fid_clf", "recognizable", "coverage"} <= set(evaluation[row]), row
-    assert evaluation["noise"]["fid_clf"] > evaluation["floor_real_test"]["fid_clf"]
-    assert files["reports/judge/metrics.json"]["data"]["test_accuracy"] > 0.2  # above chance (0.1) after one tiny epoch
-    run([sys.executable, "-m", "dvc", "plots", "show", "-o", "plots_html"], project)
-    assert (project / "plots_html" / "index.html").exists()
-    assert "up to date" in run([sys.executable, "-m", "dvc", "status", "report"], project)
+def test_metrics_show_is_one_narrow_table_and_plots_show_each_plot_once(project):
+    r = run(DVC + ["metrics", "show"], project)
+    assert r.stderr.strip() == "" and "failed" not in r.stdout
+    width = max(len(line) for line in r.stdout.splitlines())
+    assert width <= 120, r.stdout
+    files = json.loads(run(DVC + ["metrics", "show", "--json"], project).stdout)
+    data = next(iter(files.values()))["data"]
+    assert list(data) == ["reports/metrics.json"]  # one file: one row
+    headline = data["reports/metrics.json"]["data"]
+    assert set(headline) == {"minutes", "fid_ratio", "recognizable", "coverage", "completion", "guidance", "judge"}
+    assert headline["judge"] > 0.2 and headline["minutes"] > 0  # above chance (0.1) after one tiny epoch
+    env = {**stage_env(project), "COLUMNS": "200"}  # a wide terminal; the README's invocation
+    shown = subprocess.run(DVC + ["exp", "show", "--only-changed", "--drop", ".*/.*", "--no-pager"], cwd=project,
+                           capture_output=True, text=True, env=env).stdout
+    assert "fid_ratio" in shown and "judge" in shown and "data/mnist" not in shown and "…" not in shown, shown
+    assert max(len(line) for line in shown.splitlines()) <= 130, shown
+    detail = json.loads((project / "reports/evaluate/detail.json").read_text())
+    assert detail["noise"]["fid_clf"] > detail["floor_real_test"]["fid_clf"]
+    r = run(DVC + ["plots", "show", "--json"], project)
+    assert "failed" not in r.stderr.lower()
+    shown = json.loads(r.stdout)["data"]
+    monitor = [k for k in shown if "train_mnist/plots/images/monitor" in k]
+    assert len(monitor) == 2, list(shown)  # one entry per monitoring image (2 epochs), not two
+    assert sum("loss" in k and "epoch" in k for k in shown) == 1, list(shown)
+
+
+def test_the_report_page_renders_math_and_images_in_a_browser(project):
+    """Headless Chromium opens reports/index.html offline: no raw TeX in the rendered text, every image loads."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("DDPM_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed")
+    page = (project / "reports/index.html").read_text()
+    probe = """<script>window.addEventListener('load', () => {
+      const images = [...document.images];
+      const maths = [...document.querySelectorAll('math')];
+      const text = document.body.innerText;
+      document.body.setAttribute('data-check', JSON.stringify({
+        images: images.length, broken: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+        maths: maths.length, flat: maths.filter(m => m.getBoundingClientRect().height < 5).length,
+        tex: text.match(/\\\\[a-zA-Z]+|\\$[^$\\n]{1,60}\\$/g) || []}));
+    });</script></body>"""
+    checked = project / "reports" / "_check.html"  # beside index.html: the same relative image paths
+    checked.write_text(page.replace("</body>", probe))
+    r = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={project / 'chromium-profile'}", "--virtual-time-budget=10000",
+                        "--dump-dom", checked.as_uri()], capture_output=True, text=True, timeout=120)
+    checked.unlink()
+    found = re.search(r'data-check="([^"]*)"', r.stdout)
+    assert found, r.stdout[-2000:] + r.stderr[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["images"] >= 10 and result["broken"] == [], result
+    assert result["maths"] >= 20 and result["flat"] == 0 and result["tex"] == [], result
+
+
+def test_touching_a_module_makes_exactly_the_stages_that_import_it_stale(project):
+    module = "ddpm/completion.py"
+    importers = {p.stem for p in (project / "stages").glob("*.py") if module in code_closure(p, project)}
+    mnist = {s for s in importers if "celeba" not in s}
+    assert {"completion_sweep", "complete", "report"} <= mnist and "train_mnist" not in mnist
+    original = (project / module).read_text()
+    (project / module).write_text(original + "\n# touched\n")
+    try:
+        status = json.loads(run(DVC + ["status", "--json", "--with-deps", "report"], project).stdout)
+        assert set(status) == mnist, status
+    finally:
+        (project / module).write_text(original)
+    assert "up to date" in run(DVC + ["status", "--with-deps", "report"], project).stdout
+
+
+def test_no_params_value_reaches_a_shell(project, tmp_path):
+    """dvc.yaml interpolates no params value into a command; a hostile value is refused by the schema, and runs nothing."""
+    assert "${" not in (project / "dvc.yaml").read_text()
+    marker = tmp_path / "injected"
+    r = run(DVC + ["exp", "run", "-S", f'completion_sweep.scales=[0.1,"1;touch {marker};echo"]', "completion_sweep"],
+            project, check=False)
+    assert r.returncode != 0 and not marker.exists()
+    assert "completion_sweep.scales" in r.stderr + r.stdout
+    run(["git", "checkout", "params.yaml"], project)
+
+
+@pytest.mark.parametrize("spelling, value", [("1e-5", 1e-5), ("1E-3", 1e-3), (".5e-2", 0.005), ("3.0e-4", 3e-4)])
+def test_float_spellings_are_read_as_dvc_reads_them(project, spelling, value):
+    """Every float a user (or `dvc exp run -S`) writes is accepted by the real stage entry point: the launcher
+    parses the stage's params exactly as the stage does, and prints the command it would run."""
+    text = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(re.sub(r"(?m)^(train_mnist:\n(?:  .*\n)*?  lr: ).*$", rf"\g<1>{spelling}", text))
+    try:
+        r = run([sys.executable, "-c", "from ddpm import params; print(params.load_stage('train_mnist')['train_mnist']['lr'])"],
+                project)
+        assert float(r.stdout) == value
+        r = run([sys.executable, "-m", "ddpm.launch", "train_mnist", "--dry-run"], project)
+        assert r.stdout.split()[-1] == "stages/train_mnist.py"
+    finally:
+        (project / "params.yaml").write_text(text)
+
+
+def test_set_from_the_command_line_as_dvc_writes_it(project):
+    """`dvc exp run -S judge.lr=1e-5`: DVC writes `lr: 1e-05` (YAML 1.2; PyYAML would read a string), and the stage
+    accepts it; an integer written as 1e0 is an integer."""
+    r = run(DVC + ["exp", "run", "-S", "judge.lr=1e-5", "-S", "judge.epochs=1e0", "judge"], project)
+    assert "error" not in r.stderr.lower()
+    assert "lr: 1e-05" in (project / "params.yaml").read_text()
+    assert read_yaml(project / "params.yaml")["judge"]["lr"] == 1e-5
+    run(["git", "checkout", "params.yaml"], project)
+    run(DVC + ["repro", "judge"], project)
 
 
 def test_more_epochs_resume_instead_of_restarting_also_under_torchrun(project):
-    p = yaml.safe_load((project / "params.yaml").read_text())
-    p["train"]["epochs"] = 3
-    p["train"]["nproc"] = 2  # and under torchrun (2 gloo processes), through the stage's launcher
-    (project / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    env = stage_env(project)
-    out = run([sys.executable, "-m", "dvc", "repro", "train_mnist"], project, env=env)
+    p = read_yaml(project / "params.yaml")
+    p["train_mnist"]["epochs"] = 3
+    p["train_mnist"]["nproc"] = 2  # and under torchrun (2 gloo processes), through the stage's launcher
+    write_yaml(p, project / "params.yaml")
+    out = run(DVC + ["repro", "train_mnist"], project).stdout
     assert "resuming after epoch 2" in out and "× 2 processes" in out
     assert load_checkpoint(project / "data/mnist/model/checkpoint.pt")["epoch"] == 3

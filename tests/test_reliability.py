@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from ddpm import Diffusion, linear_betas
-from ddpm.diffusion import sample_batched
-from ddpm.guidance import half_mask
-from ddpm.io import CheckpointError, load_checkpoint, previous_path, save_checkpoint
+from ddpm import complete_image, sample_batched
+from ddpm.checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
+from ddpm.completion import half_mask
 from tests.conftest import randomize, tiny_unet
 from tests.test_train import make_trainer
 
@@ -134,13 +134,14 @@ def test_same_seed_same_samples_and_completions():
     model = randomize(tiny_unet()).eval()
 
     def draw(seed: int) -> torch.Tensor:
-        return sample_batched(d, model, 5, (1, 28, 28), 2, generator=torch.Generator().manual_seed(seed), steps=10, eta=1.0)
+        return sample_batched(d, model, 5, (1, 28, 28), 2, generator=torch.Generator().manual_seed(seed), sampler="ddim",
+                              steps=10, eta=1.0)
 
     assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
     y = draw(5)
 
     def complete(seed: int) -> torch.Tensor:
-        return d.complete_image(model, y, half_mask((1, 28, 28), "bottom"), 0.5, "mean", steps=10, eta=1.0,
+        return complete_image(d, model, y, half_mask((1, 28, 28), "bottom"), 0.5, "mean", sampler="ddim", steps=10, eta=1.0,
                                 generator=torch.Generator().manual_seed(seed))
 
     assert torch.equal(complete(1), complete(1)) and not torch.equal(complete(1), complete(2))
@@ -156,5 +157,5 @@ def test_sampling_holds_one_batch_at_a_time():
         seen.append(len(x))
         return model(x, t, **kw)
 
-    out = sample_batched(d, spy, 10, (1, 28, 28), 4, steps=2)
+    out = sample_batched(d, spy, 10, (1, 28, 28), 4, sampler="ddim", steps=2)
     assert out.shape == (10, 1, 28, 28) and max(seen) == 4 and out.device.type == "cpu"

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ddpm import Diffusion, linear_betas
-from ddpm.train import TrainConfig, Trainer, load_ema_model, truncate_live_metrics
+from ddpm.checkpoint import load_weights
+from ddpm.train import TrainConfig, Trainer, truncate_live_metrics
 from tests.conftest import tiny_unet
 
 CFG = dict(epochs=2, batch_size=16, lr=1e-3, warmup_steps=3, ema_decay=0.9, grad_clip=1.0, seed=7, log_every=2)
@@ -58,11 +59,11 @@ def test_ema_follows_its_formula(tmp_path):
     assert any(not torch.allclose(v, t.model.state_dict()[k]) for k, v in t.ema.module.state_dict().items())
 
 
-def test_load_ema_model_rejects_another_architecture(tmp_path):
+def test_load_weights_rejects_another_architecture(tmp_path):
     make_trainer(tmp_path / "f.pt", 1).fit()
-    load_ema_model(tmp_path / "f.pt", tiny_unet())
+    load_weights(tmp_path / "f.pt", tiny_unet())
     with pytest.raises(ValueError, match="do not fit the model"):
-        load_ema_model(tmp_path / "f.pt", tiny_unet(channels=16, groups=8))
+        load_weights(tmp_path / "f.pt", tiny_unet(channels=16, groups=8))
 
 
 def test_truncate_live_metrics(tmp_path):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ddpm import UNet, factory
-from ddpm.factory import autocast_dtype, native_bf16, with_autocast
+from ddpm import UNet, device
+from ddpm.device import autocast_dtype, native_bf16, with_autocast
 from ddpm.unet import Dropout16
 from tests.conftest import randomize, tiny_unet
 
@@ -80,7 +80,7 @@ def test_amp_auto_picks_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, capsys,
     """auto must not pick emulated bf16 (300× slower matmuls on an AVX2-only CPU); explicit bf16 is kept, with a warning."""
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    monkeypatch.setattr(factory, "_warned", set())
+    monkeypatch.setattr(device, "_warned", set())
     cpu = torch.device("cpu")
     assert native_bf16(cpu) is (expect is not None)
     assert autocast_dtype("auto", cpu) is expect and autocast_dtype("off", cpu) is None

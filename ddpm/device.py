@@ -1,31 +1,15 @@
-"""Build the library's objects from plain dicts (the params.yaml sections a stage has validated)."""
+"""Device and precision policy: which device a stage runs on, and where bf16 autocast pays.
+
+Every stage resolves `runtime.device` and `runtime.amp` (or its own override) through these functions,
+so one rule decides everywhere: bf16 only where the hardware multiplies it natively.
+"""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-
-from .diffusion import Diffusion
-from .schedule import named_betas
-from .unet import UNet
-
-
-def make_diffusion(cfg: dict[str, Any]) -> Diffusion:
-    """A Diffusion from {T, schedule, beta_start, beta_end}."""
-    return Diffusion(named_betas(cfg["schedule"], cfg["T"], beta_start=cfg["beta_start"], beta_end=cfg["beta_end"]))
-
-
-def make_unet(cfg: dict[str, Any], in_channels: int, num_timesteps: int, context_dim: int = 0) -> UNet:
-    """A UNet from {channels, channel_mults, num_res_blocks, attention_levels, heads, dropout, groups}."""
-    return UNet(
-        in_channels=in_channels, channels=cfg["channels"], channel_mults=tuple(cfg["channel_mults"]),
-        num_res_blocks=cfg["num_res_blocks"], attention_levels=tuple(cfg["attention_levels"]),
-        heads=cfg["heads"], dropout=cfg["dropout"], groups=cfg["groups"],
-        num_timesteps=num_timesteps, context_dim=context_dim,
-    )
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -37,9 +21,9 @@ def pick_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+        raise RuntimeError("device = 'cuda' but no CUDA device is visible; set runtime.device: auto (or cpu)")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("device = 'mps' but MPS is not available; use 'auto' or 'cpu'")
+        raise RuntimeError("device = 'mps' but MPS is not available; set runtime.device: auto (or cpu)")
     return torch.device(name)
 
 
@@ -85,10 +69,3 @@ class Autocast(nn.Module):
 def with_autocast(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
     """`model` under bf16 (or `dtype`) autocast for sampling; unchanged when dtype is None (amp off)."""
     return model if dtype is None else Autocast(model, dtype)
-
-
-def load_for_sampling(checkpoint: Path, model: nn.Module, device: torch.device, amp: str, which: str = "ema") -> nn.Module:
-    """The EMA (or raw) weights of a training checkpoint, on `device`, under bf16 autocast when `amp` asks for it."""
-    from .train import load_ema_model
-
-    return with_autocast(load_ema_model(checkpoint, model, which).to(device), autocast_dtype(amp, device))

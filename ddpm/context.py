@@ -1,15 +1,43 @@
-"""CLIP (open_clip) as the context encoder: image embeddings for training, text embeddings for sampling."""
+"""Context encoders: a digit's one-hot label (the MNIST twin) and CLIP (open_clip) for faces.
+
+CLIP gives image embeddings for training and text embeddings of prompts for sampling; both unit-norm.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import warnings
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
 
 from .data import DataError
+from .io import save_torch
 
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+# -- digits ------------------------------------------------------------------------------------------------------
+def parse_digit_prompt(prompt: str) -> int:
+    """'7', 'a handwritten 7' or 'seven' → 7; anything else is a one-line error naming the prompt."""
+    words = re.findall(r"[a-z]+|\d+", prompt.lower())
+    found = {int(w) for w in words if w.isdigit() and len(w) == 1} | {DIGIT_WORDS.index(w) for w in words if w in DIGIT_WORDS}
+    if len(found) != 1:
+        raise ValueError(f"prompt {prompt!r}: name exactly one digit 0–9 (e.g. 'a handwritten 7')")
+    return found.pop()
+
+
+def digit_context(digits: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """One-hot context vectors (N, 10); the UNet's context MLP is the learned label embedding."""
+    return nn.functional.one_hot(torch.as_tensor(digits, dtype=torch.long), 10).float()
+
+
+# -- CLIP --------------------------------------------------------------------------------------------------------
 WEIGHTS_HELP = ("download the weights file once on a machine with internet (e.g. open_clip_pytorch_model.bin of "
                 "the Hugging Face repository laion/CLIP-ViT-B-32-laion2B-s34B-b79K for ViT-B-32) and set "
                 "clip.pretrained to its local path")
@@ -17,7 +45,7 @@ WEIGHTS_HELP = ("download the weights file once on a machine with internet (e.g.
 
 def register_config(path: Path | str) -> str:
     """Register a custom open_clip model config (a JSON file); returns its model name (the file's stem)."""
-    import open_clip
+    import open_clip  # heavy: imported only where CLIP is used
 
     path = Path(path)
     json.loads(path.read_text())  # a clear JSON error before open_clip's
@@ -29,7 +57,7 @@ class ClipEncoder:
     """L2-normalized CLIP embeddings of uint8 images (N, 3, H, W) and of text prompts."""
 
     @classmethod
-    def from_params(cls, cp: dict, device: torch.device | str = "cpu") -> "ClipEncoder":
+    def from_params(cls, cp: dict[str, Any], device: torch.device | str = "cpu") -> "ClipEncoder":
         """From the `clip` params section: a registered custom config (clip.config) or a named open_clip model."""
         return cls(register_config(cp["config"]) if cp["config"] else cp["model"], cp["pretrained"], device)
 
@@ -79,16 +107,35 @@ class ClipEncoder:
         tokens = self.tokenizer(prompts).to(self.device)
         return F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()
 
+    def encode_images_batched(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """encode_images over `batch_size` images at a time (bounded memory)."""
+        return torch.cat([self.encode_images(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
-def clip_score(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of each image embedding with its prompt's embedding (both unit norm), (N,)."""
-    return (image_emb * text_emb).sum(-1)
+
+def embed_images_in_chunks(encoder: ClipEncoder, images: torch.Tensor, names: list[str], folder: Path, chunk: int,
+                           batch_size: int, pretrained: str) -> torch.Tensor:
+    """CLIP image embeddings of all images, saved `chunk` images at a time in folder/chunk_NNNNN.pt, so a killed run
+    resumes at the next chunk. A chunk is reused only if made by the same CLIP from the same faces at the same offsets;
+    a damaged or foreign chunk is recomputed."""
+    key = {"model": encoder.name, "pretrained": pretrained, "chunk": chunk, "shape": list(images.shape),
+           "names": hashlib.sha256("\n".join(names).encode()).hexdigest()}
+    parts = []
+    for c, start in enumerate(tqdm(range(0, len(images), chunk), desc="CLIP image embeddings")):
+        path = folder / f"chunk_{c:05d}.pt"
+        emb = _saved_chunk(path, key, min(chunk, len(images) - start), encoder.dim)
+        if emb is None:  # not done yet, made from other faces or another model, or damaged
+            emb = encoder.encode_images_batched(images[start:start + chunk], batch_size)
+            save_torch({"key": key, "emb": emb}, path)
+        parts.append(emb)
+    return torch.cat(parts)
 
 
-def embedding_diversity(emb: torch.Tensor) -> float:
-    """Mean pairwise cosine distance 1 − cos among unit-norm embeddings (0: all identical)."""
-    n = len(emb)
-    if n < 2:
-        return 0.0
-    sim = emb @ emb.T
-    return float((1 - sim).sum() / (n * (n - 1)))
+def _saved_chunk(path: Path, key: dict[str, Any], rows: int, dim: int) -> torch.Tensor | None:
+    """A chunk's embeddings if the file holds this key's chunk of the expected shape; None otherwise."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # missing, truncated, not a torch file
+        return None
+    ok = (isinstance(saved, dict) and saved.get("key") == key and isinstance(saved.get("emb"), torch.Tensor)
+          and tuple(saved["emb"].shape) == (rows, dim))
+    return saved["emb"] if ok else None

@@ -1,0 +1,133 @@
+"""One sampling loop for every sampler and every kind of guided sampling.
+
+A sampler's step is a pure function (diffusion, x_t, t, t_prev, ε̂, η, state) → (mean, variance, state) of
+p(x_{t_prev} | x_t); the loop draws x_{t_prev} = mean + σ z from it. Guidance is a hook the loop calls: a
+`Guide` may compute ε̂ itself (e.g. with a gradient through the UNet) and correct x_{t_prev} after each
+step. Plain samples, completions and classifier-free guidance (a model wrapper, see guidance.py) all run
+through `run_chain`, so a sampler added to SAMPLERS works for all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .diffusion import Diffusion, NoisePredictor
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def randn(shape: tuple[int, ...], generator: Generators, device: torch.device | str) -> torch.Tensor:
+    """N(0, I) noise; with a list of generators, image i draws from generator i (a batch then equals single images)."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"generator: {len(generator)} generators for a batch of {shape[0]} images")
+        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
+    return torch.randn(shape, generator=generator, device=device)
+
+
+def image_generators(seed: int, indices: range, device: torch.device | str) -> list[torch.Generator]:
+    """One generator per image, seeded by (seed, image index): an image's noise does not depend on batching or ranks."""
+    return [torch.Generator(device).manual_seed(seed * 1_000_003 + i) for i in indices]
+
+
+# -- sampler steps: (diffusion, x_t, t, t_prev, ε̂, η, clip, state) → (mean, variance, state) -------------------------
+StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, Any]]
+
+
+def ancestral_step(d: Diffusion, x: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, eta: float, clip: bool,
+                   state: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """DDPM: p(x_{t-1} | x_t) = q(x_{t-1} | x_t; t, ε̂) = N(μ̃_t(x_t, x̂_0), β̃_t) (η is not used)."""
+    mean, var = d.q_reverse(x, _times(t, x), eps, clip)
+    return mean, var, state
+
+
+def ddim_step(d: Diffusion, x: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, eta: float, clip: bool,
+              state: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """DDIM (Song et al. 2021): x_s = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε̂ + σ z, σ² = η²(1−ᾱ_s)/(1−ᾱ_t)(1 − ᾱ_t/ᾱ_s)."""
+    tt = _times(t, x)
+    mean, var = d.ddim_reverse(x, tt, torch.full_like(tt, t_prev), eps, eta, clip)
+    return mean, var, state
+
+
+SAMPLERS: dict[str, StepFn] = {"ancestral": ancestral_step, "ddim": ddim_step}
+
+
+def check_sampler(sampler: str, steps: int | None, T: int) -> None:
+    """The ancestral sampler visits all T steps; the others any 1 ≤ steps ≤ T (one-line errors)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler = {sampler!r}: must be one of {', '.join(SAMPLERS)}")
+    if sampler == "ancestral" and steps not in (None, T):
+        raise ValueError(f"steps = {steps}: the ancestral sampler visits all T = {T} steps; use sampler 'ddim'")
+
+
+def _times(t: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.full((like.shape[0],), t, device=like.device, dtype=torch.long)
+
+
+# -- guidance hooks ----------------------------------------------------------------------------------------------
+@dataclass
+class StepState:
+    """What one reverse step computed, handed to a guide's correction."""
+    x: torch.Tensor        # x_t
+    t: int
+    t_prev: int
+    eps: torch.Tensor      # ε̂(x_t, t)
+    mean: torch.Tensor     # mean of p(x_{t_prev} | x_t)
+    var: torch.Tensor      # its variance
+
+
+class Guide(Protocol):
+    """A hook of the sampling loop: how ε̂ is computed, and what is done to x_{t_prev} after each step."""
+
+    def predict(self, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
+
+    def correct(self, x_prev: torch.Tensor, step: StepState, generator: Generators) -> torch.Tensor: ...
+
+
+@torch.no_grad()
+def predict_noise(model: NoisePredictor, x: torch.Tensor, t: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
+    """ε̂ = ε_θ(x_t, t), in x's dtype (a bf16-autocast model returns float32 already)."""
+    return model(x, t, **model_kwargs).to(x.dtype)
+
+
+def run_chain(d: Diffusion, model: NoisePredictor, x: torch.Tensor, *, sampler: str = "ancestral",
+              steps: int | None = None, eta: float = 0.0, clip: bool = True, generator: Generators = None,
+              guide: Guide | None = None, progress: bool = False, **model_kwargs: Any) -> torch.Tensor:
+    """From x = x_T down to x_0: at each (t, t_prev), ε̂ (the guide's, or the model's), the sampler's step, a draw of
+    x_{t_prev} = mean + σ z (no noise at the last step), then the guide's correction. Returns x_0 clipped to [−1, 1]."""
+    check_sampler(sampler, steps, d.T)
+    if eta < 0:
+        raise ValueError(f"eta = {eta}: must be ≥ 0")
+    step_fn, state = SAMPLERS[sampler], None
+    for t, t_prev in tqdm(list(d.reverse_steps(steps)), disable=not progress, desc="sampling", leave=False):
+        tt = _times(t, x)
+        eps = guide.predict(model, x, tt) if guide is not None else predict_noise(model, x, tt, **model_kwargs)
+        with torch.no_grad():
+            mean, var, state = step_fn(d, x, t, t_prev, eps, eta, clip, state)
+            x_prev = mean + var.sqrt() * randn(tuple(x.shape), generator, x.device) if t_prev >= 0 else mean
+        if guide is not None:
+            x_prev = guide.correct(x_prev, StepState(x, t, t_prev, eps, mean, var), generator)
+        x = x_prev
+    return x.clamp(-1, 1)
+
+
+def sample(d: Diffusion, model: NoisePredictor, n: int, shape: tuple[int, ...], *, generator: Generators = None,
+           device: torch.device | str | None = None, **kwargs: Any) -> torch.Tensor:
+    """n images: x_T ~ N(0, I), then `run_chain` (sampler="ancestral" over all T steps, or "ddim" over `steps`)."""
+    device = torch.device(device) if device is not None else next(_parameters(model), torch.empty(0)).device
+    return run_chain(d, model, randn((n, *shape), generator, device), generator=generator, **kwargs)
+
+
+def sample_batched(d: Diffusion, model: NoisePredictor, n: int, shape: tuple[int, ...], batch_size: int,
+                   generator: Generators = None, device: torch.device | str | None = None, **kwargs: Any) -> torch.Tensor:
+    """`n` samples drawn `batch_size` at a time and gathered on the CPU, so memory stays bounded by one batch."""
+    out = [sample(d, model, min(batch_size, n - i), shape, generator=generator, device=device, **kwargs).cpu()
+           for i in range(0, n, batch_size)]
+    return torch.cat(out) if out else torch.empty(0, *shape)
+
+
+def _parameters(model: NoisePredictor) -> Iterator[torch.Tensor]:
+    return model.parameters() if isinstance(model, torch.nn.Module) else iter(())
