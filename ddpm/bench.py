@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import curve
 from .checkpoint import load_unet
+from .cli import run_stage
 from .completion import half_mask
 from .device import native_bf16, pick_device, with_autocast
 from .diffusion import Diffusion
@@ -30,36 +33,13 @@ from .io import save_json, save_text
 from .judge import judge_images, load_judge
 from .metrics import score
 from .params import read_yaml, validate
+from .peer import DiffusersUNet
 from .profile import profile_overrides
 from .samplers import sample
 from .train import TrainConfig, Trainer
 from .unet import Dropout16, UNet
 
 SHAPE = (1, 28, 28)
-
-
-# -- the peer ------------------------------------------------------------------------------
-class DiffusersUNet(nn.Module):
-    """diffusers' UNet2DModel with our UNet's channels, levels, blocks per level, attention levels and heads."""
-
-    def __init__(self, cfg: dict[str, Any], in_channels: int = 1, sample_size: int = 28) -> None:
-        super().__init__()
-        from diffusers import UNet2DModel
-
-        widths = [cfg["channels"] * m for m in cfg["channel_mults"]]
-        attn = cfg["attention_levels"] or [len(widths) - 1]
-        self.net = UNet2DModel(
-            sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
-            block_out_channels=tuple(widths), layers_per_block=cfg["num_res_blocks"],
-            down_block_types=tuple("AttnDownBlock2D" if i in cfg["attention_levels"] else "DownBlock2D"
-                                   for i in range(len(widths))),
-            up_block_types=tuple("AttnUpBlock2D" if i in cfg["attention_levels"] else "UpBlock2D"
-                                 for i in reversed(range(len(widths)))),
-            attention_head_dim=widths[attn[0]] // cfg["heads"], norm_num_groups=cfg["groups"], dropout=cfg["dropout"],
-        )
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, **_: Any) -> torch.Tensor:
-        return self.net(x, t).sample
 
 
 def with_torch_dropout(model: nn.Module) -> nn.Module:
@@ -196,16 +176,17 @@ def sampling(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, dd
     return out
 
 
-def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: int, seed: int,
+def sampling_quality(cfg: dict[str, Any], diffusion_params: dict[str, Any], steps: int, n: int, seed: int,
                      root: Path = Path(".")) -> dict[str, dict[str, float]]:
     """The judge's figures for n samples of the pipeline's trained model: fp32, bf16 with the same noise, and fp32
     with other noise (how much the figures move between seeds). Needs the outputs of `dvc repro evaluate`."""
     device = torch.device("cpu")
+    diffusion = Diffusion.from_params(diffusion_params)
     judge, reference = load_judge(root / "data/mnist/judge/judge.pt", device)
     out: dict[str, dict[str, float]] = {}
     runs = [("fp32", "off", seed), ("bf16, same noise", "bf16", seed), ("fp32, other noise", "off", seed + 1)]
     for name, amp, s in runs if native_bf16(device) else runs[::2]:
-        model = load_unet(root / "data/mnist/model/checkpoint.pt", cfg, diffusion.T, device, amp)
+        model = load_unet(root / "data/mnist/model/checkpoint.pt", cfg, diffusion_params, device, amp)
         t0 = time.perf_counter()
         x = sample_sharded(diffusion, model, n, SHAPE, 100, s, World(), device, sampler="ddim", steps=steps, eta=1.0)
         seconds = time.perf_counter() - t0
@@ -217,14 +198,15 @@ def sampling_quality(cfg: dict[str, Any], diffusion: Diffusion, steps: int, n: i
 
 
 # -- the run -------------------------------------------------------------------------------
-def load_config(profile: str | None, params_path: Path = Path("params.yaml")) -> dict[str, Any]:
+def load_config(profile: str | None, params_path: Path = Path("params.yaml"),
+                sections: tuple[str, ...] | list[str] = ("diffusion", "model", "sample")) -> dict[str, Any]:
     """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied."""
     params = read_yaml(params_path)
     for key, value in (profile_overrides(profile) if profile else {}).items():
         if "." in key:  # not "targets"
             section, name = key.split(".", 1)
             params[section][name] = value
-    return validate(params, ["diffusion", "model", "sample"])
+    return validate(params, list(sections))
 
 
 def run(profile: str | None, device_name: str, batch: int, seconds: float, rounds: int, compile_: bool,
@@ -244,7 +226,7 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
             dtype = "bfloat16" if "bf16" in name else "float32"
             r.update(tflops=achieved / 1e12, mfu=achieved / peaks[dtype], mfu_dtype=dtype)
     ddim = p["sample"]["steps"] if p["sample"]["steps"] < diffusion.T else 50
-    quality = sampling_quality(cfg, diffusion, ddim, quality_n, p["sample"]["seed"]) if quality_n else {}
+    quality = sampling_quality(cfg, p["diffusion"], ddim, quality_n, p["sample"]["seed"]) if quality_n else {}
     rate = {name: r["images_per_s"] for name, r in train.items()}
     ratios = {f"ours {tag} / diffusers fp32 (diffusers' documented way)": rate[f"ours {tag}"] / rate["diffusers fp32"]}
     if tag == "bf16":  # in fp32 the row above is already the same-precision ratio
@@ -294,6 +276,19 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def quality_vs_time(a: argparse.Namespace) -> None:
+    """`--quality-vs-time`: ours against diffusers' recipe at equal minutes of training (ddpm.curve)."""
+    p = load_config(a.profile if a.profile is not None else "cpu", sections=["runtime", "diffusion", "model", "train_mnist",
+                                                                               "sample"])
+    with tempfile.TemporaryDirectory() as work:
+        result = curve.run(p, a.budgets, a.n, a.peer_steps, Path(work))
+    command = "python -m ddpm.bench --quality-vs-time " + " ".join(
+        ["--budgets", *(f"{b:g}" for b in a.budgets), "--n", str(a.n), "--peer-steps", str(a.peer_steps)])
+    header = f"{time.strftime('%Y-%m-%d')}, {describe(torch.device('cpu'))}, torch {torch.__version__}: `{command}`"
+    curve.write({**result, "command": command, "device": describe(torch.device("cpu"))}, header, a.out.parent)
+    print(curve.markdown(result, header))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default=None, help="apply profiles/<name>.yaml (default: cpu without CUDA, none with)")
@@ -304,8 +299,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd variants")
     ap.add_argument("--quality", type=int, default=0, metavar="N",
                     help="also judge N samples of the pipeline's trained model in fp32 and bf16 (needs dvc repro evaluate)")
+    ap.add_argument("--quality-vs-time", action="store_true",
+                    help="instead: train ours and diffusers' recipe for --budgets minutes and judge N samples of each")
+    ap.add_argument("--budgets", type=float, nargs="+", default=[5, 10, 20], help="minutes of training (with --quality-vs-time)")
+    ap.add_argument("--n", type=int, default=1000, help="samples judged per snapshot (with --quality-vs-time)")
+    ap.add_argument("--peer-steps", type=int, default=25, help="steps of diffusers' samplers (with --quality-vs-time)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/bench.json"))
     a = ap.parse_args(argv)
+    if a.quality_vs_time:
+        return quality_vs_time(a)
     profile = a.profile if a.profile is not None else (None if torch.cuda.is_available() else "cpu")
     result = run(profile if profile != "none" else None, a.device, a.batch, a.seconds, a.rounds, a.compile, a.quality)
     save_json(result, a.out)
@@ -315,4 +317,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

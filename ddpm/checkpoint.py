@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .device import autocast_dtype, with_autocast
+from .device import autocast_dtype, check_sampling_memory, with_autocast
 from .io import atomic_path, ensure_free_space
 from .unet import UNet
 
@@ -30,25 +30,38 @@ def previous_path(path: str | os.PathLike) -> Path:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write {format, version, sha256, payload} atomically, after checking free disk; the old file becomes .prev."""
+    """Write {format, version, sha256, payload} atomically, after checking free disk for its exact size; the old file
+    becomes .prev only if it verifies (a damaged latest never replaces a good previous copy)."""
     path = Path(path)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
-    record = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-              "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}
-    ensure_free_space(path.parent, len(payload), "checkpoint")
+    record = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,  # a uint8 tensor stores bytes as they are
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, record)
+    data = record.getvalue()
+    ensure_free_space(path.parent, len(data), "checkpoint")
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed while writing
         stale.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(record, tmp)
+        tmp.write_bytes(data)
         if path.exists():  # a kill between the two renames leaves .prev and no latest: load_checkpoint falls back
-            os.replace(path, previous_path(path))
+            try:
+                _verified_record(path)
+                os.replace(path, previous_path(path))
+            except CheckpointError:  # keep the good .prev; the damaged latest is overwritten below
+                pass
 
 
 def load_checkpoint(path: str | os.PathLike, what: str = "training checkpoint") -> dict[str, Any]:
     """Read and verify a checkpoint written by save_checkpoint (format, version, sha256 of the payload)."""
-    path = Path(path)
+    record = _verified_record(Path(path), what)
+    return torch.load(io.BytesIO(record["payload"]), map_location="cpu", weights_only=True)
+
+
+def _verified_record(path: Path, what: str = "training checkpoint") -> dict[str, Any]:
+    """The checkpoint's record, its format, version and sha256 checked (the payload is not unpickled)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: {what} not found; run the stage that makes it (dvc repro)")
     try:
@@ -61,30 +74,58 @@ def load_checkpoint(path: str | os.PathLike, what: str = "training checkpoint") 
     if record.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: {what} has format version {record.get('version')}; this code reads version "
                               f"{CHECKPOINT_VERSION}: delete it and re-run dvc repro, or use the matching ddpm release")
-    if hashlib.sha256(record["payload"]).hexdigest() != record["sha256"]:
+    if isinstance(record.get("payload"), torch.Tensor):
+        record["payload"] = record["payload"].numpy().tobytes()
+    if not isinstance(record.get("payload"), bytes) or hashlib.sha256(record["payload"]).hexdigest() != record.get("sha256"):
         raise CheckpointError(f"{path}: {what} fails its sha256 check (altered or damaged on disk); delete it "
                               f"(training resumes from {previous_path(path).name} if present)")
-    return torch.load(io.BytesIO(record["payload"]), map_location="cpu", weights_only=True)
+    return record
 
 
-def load_weights(checkpoint: Path, model: nn.Module, which: str = "ema") -> nn.Module:
-    """Load the EMA (or raw, which='model') weights of a training checkpoint into `model`, in eval mode."""
+def load_weights(checkpoint: Path, model: nn.Module, which: str = "ema",
+                 diffusion_params: dict[str, Any] | None = None, new: str | None = None) -> nn.Module:
+    """Load the EMA (or raw, which='model') weights of a training checkpoint into `model`, in eval mode; with
+    `diffusion_params`, first check that the checkpoint was trained with those diffusion settings. new: a prefix of
+    parameters the checkpoint may lack (e.g. "context_mlp." when a conditional model starts from an unconditional
+    one); they keep their initial values."""
     state = load_checkpoint(checkpoint)
+    if diffusion_params is not None:
+        check_diffusion(checkpoint, state, diffusion_params)
     try:
-        model.load_state_dict(state[which])
+        missing, unexpected = model.load_state_dict(state[which], strict=new is None)
+        if unexpected or any(not k.startswith(new or "") for k in missing):
+            raise RuntimeError(f"missing {missing[:2]}, unexpected {unexpected[:2]}")
     except (KeyError, RuntimeError) as e:
         raise ValueError(f"{checkpoint}: weights do not fit the model in params.yaml ({str(e).splitlines()[0]}); "
                          "re-run training (dvc repro)") from e
     return model.eval()
 
 
-def load_for_sampling(checkpoint: Path, model: nn.Module, device: torch.device, amp: str, which: str = "ema") -> nn.Module:
-    """The EMA (or raw) weights of a training checkpoint, on `device`, under bf16 autocast when `amp` asks for it."""
-    return with_autocast(load_weights(checkpoint, model, which).to(device), autocast_dtype(amp, device))
+def load_unet(checkpoint: Path, model_params: dict[str, Any], diffusion_params: dict[str, Any], device: torch.device,
+              amp: str, in_channels: int = 1, context_dim: int = 0, which: str = "ema",
+              batch: tuple[int, str] | None = None, image_size: int = 28) -> nn.Module:
+    """A trained UNet for sampling: built from its params section, the checkpoint's EMA (or raw) weights loaded after
+    checking its diffusion settings, on `device`, under bf16 autocast when `amp` asks for it. batch = (batch size,
+    its params key): refused in one line if a batch of samples cannot fit in the device's memory."""
+    def build() -> UNet:
+        return UNet.from_params(model_params, in_channels, diffusion_params["T"], context_dim)
+
+    if batch is not None:
+        check_sampling_memory(build, (in_channels, image_size, image_size), batch[0], device, batch[1],
+                              context=torch.zeros(1, context_dim) if context_dim else None)
+    model = build()
+    model = load_weights(checkpoint, model, which, diffusion_params).to(device)
+    return with_autocast(model, autocast_dtype(amp, device))
 
 
-def load_unet(checkpoint: Path, model_params: dict[str, Any], num_timesteps: int, device: torch.device, amp: str,
-              in_channels: int = 1, context_dim: int = 0, which: str = "ema") -> nn.Module:
-    """A trained UNet for sampling: built from its params section, the checkpoint's EMA (or raw) weights loaded."""
-    model = UNet.from_params(model_params, in_channels, num_timesteps, context_dim)
-    return load_for_sampling(checkpoint, model, device, amp, which)
+def check_diffusion(checkpoint: Path, state: dict[str, Any], diffusion_params: dict[str, Any]) -> None:
+    """Refuse, in one line naming both values, a checkpoint trained with other diffusion settings than `diffusion_params`
+    (a model trained for T = 50 sampled with T = 1000 gives wrong images, not an error)."""
+    recorded = state.get("fingerprint") if isinstance(state.get("fingerprint"), dict) else {}
+    trained = recorded.get("diffusion", recorded.get("section0"))  # section0: checkpoints of 0.1
+    if not isinstance(trained, dict):
+        return
+    for key, value in diffusion_params.items():
+        if key in trained and trained[key] != value:
+            raise ValueError(f"{checkpoint}: trained with diffusion.{key} = {trained[key]!r}, but params.yaml has "
+                             f"diffusion.{key} = {value!r}; set it back, or re-train (dvc repro)")

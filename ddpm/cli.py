@@ -7,7 +7,8 @@ from typing import Callable
 from .data import DataError
 from .params import ParamError
 
-EXPECTED = (ParamError, DataError, FileNotFoundError, ValueError, FloatingPointError, RuntimeError, OSError)
+EXPECTED = (ParamError, DataError, FileNotFoundError, ValueError, FloatingPointError, RuntimeError, OSError,
+            MemoryError)
 
 
 def run_stage(main: Callable[[], None]) -> None:

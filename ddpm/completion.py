@@ -79,5 +79,10 @@ def completion_quality(completions: torch.Tensor, originals: torch.Tensor, masks
 
 def best_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per gradient route, the sweep row with the highest judge accuracy (ties: the smaller MSE on the given half)."""
-    return {route: max((r for r in rows if r["route"] == route), key=lambda r: (r["accuracy"], -r["mse_visible"]))
-            for route in ("xt", "mean")}
+    best = {}
+    for route in ("xt", "mean"):
+        candidates = [r for r in rows if r["route"] == route]
+        if not candidates:
+            raise ValueError(f"the completion sweep has no row for route {route!r}; re-run dvc repro completion_sweep")
+        best[route] = max(candidates, key=lambda r: (r["accuracy"], -r["mse_visible"]))
+    return best

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import DataError
-from .io import save_torch
+from .io import load_torch, save_torch
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -110,6 +110,25 @@ class ClipEncoder:
     def encode_images_batched(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
         """encode_images over `batch_size` images at a time (bounded memory)."""
         return torch.cat([self.encode_images(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def load_embeddings(path: Path) -> dict[str, Any]:
+    """embed_clip's output, checked: image embeddings (N, D), a text embedding (D,) per prompt, D and the model name."""
+    emb = load_torch(path, "CLIP embeddings")
+    ok = (isinstance(emb, dict) and isinstance(emb.get("images"), torch.Tensor) and emb["images"].ndim == 2
+          and isinstance(emb.get("texts"), dict) and isinstance(emb.get("dim"), int) and emb["images"].shape[1] == emb["dim"]
+          and all(isinstance(v, torch.Tensor) and v.shape == (emb["dim"],) for v in emb["texts"].values()))
+    if not ok:
+        raise ValueError(f"{path}: not the CLIP embeddings embed_clip writes; delete it and re-run dvc repro embed_clip")
+    return emb
+
+
+def prompt_embeddings(emb: dict[str, Any], prompts: list[str], path: Path) -> torch.Tensor:
+    """The text embeddings of `prompts` (P, D), with a one-line error for a prompt embed_clip did not embed."""
+    missing = [q for q in prompts if q not in emb["texts"]]
+    if missing:
+        raise ValueError(f"{path}: no embedding for the prompt {missing[0]!r}; re-run dvc repro embed_clip")
+    return torch.stack([emb["texts"][q] for q in prompts])
 
 
 def embed_images_in_chunks(encoder: ClipEncoder, images: torch.Tensor, names: list[str], folder: Path, chunk: int,

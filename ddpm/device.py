@@ -6,7 +6,8 @@ so one rule decides everywhere: bf16 only where the hardware multiplies it nativ
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -69,3 +70,62 @@ class Autocast(nn.Module):
 def with_autocast(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
     """`model` under bf16 (or `dtype`) autocast for sampling; unchanged when dtype is None (amp off)."""
     return model if dtype is None else Autocast(model, dtype)
+
+
+# -- memory: refuse, before any work, what cannot fit ---------------------------------------------------------------
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free on the device: CUDA's free memory, or the host's MemAvailable (Linux); None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu" and Path("/proc/meminfo").exists():
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def footprint(build: Callable[[], nn.Module], shape: tuple[int, ...], **kwargs: Any) -> tuple[int, int]:
+    """(parameters, activation values per image) of the model `build` makes, measured on the meta device: nothing is
+    allocated, so a model too large for the machine is measured, not built. Activations: every module's output in
+    a forward pass of one image, what a training step keeps for its backward pass."""
+    with torch.device("meta"):
+        model = build()
+        outputs = [0]
+
+        def count(_: nn.Module, __: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor):
+                outputs[0] += out.numel()
+
+        hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+        meta_kwargs = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        model(torch.zeros(1, *shape), torch.zeros(1, dtype=torch.long), **meta_kwargs)
+        for hook in hooks:
+            hook.remove()
+    return sum(p.numel() for p in model.parameters()), outputs[0]
+
+
+def check_memory(needed: int, device: torch.device, what: str, advice: str) -> None:
+    """One line, before any work, when `needed` bytes exceed what the device has free."""
+    free = available_memory(device)
+    if free is not None and needed > free:
+        raise MemoryError(f"{what} needs about {needed / 2**30:.1f} GiB but {device.type} has {free / 2**30:.1f} GiB "
+                          f"free; {advice}")
+
+
+def check_training_memory(build: Callable[[], nn.Module], shape: tuple[int, ...], batch: int, device: torch.device,
+                          key: str, **kwargs: Any) -> None:
+    """Weights, gradients, Adam's two moments and the EMA (20 bytes a parameter in fp32) and the activations of a
+    batch: refused in one line naming `key` when they cannot fit."""
+    params, per_image = footprint(build, shape, **kwargs)
+    check_memory(20 * params + 4 * per_image * batch, device,
+                 f"training {params / 1e6:.1f} M parameters on batches of {batch} ({key})",
+                 f"lower {key} or the model's channels")
+
+
+def check_sampling_memory(build: Callable[[], nn.Module], shape: tuple[int, ...], batch: int, device: torch.device,
+                          key: str, **kwargs: Any) -> None:
+    """Sampling holds the weights and, per image, at most one forward pass's activations: refused in one line naming
+    `key` (the batch size) when a batch cannot fit."""
+    params, per_image = footprint(build, shape, **kwargs)
+    check_memory(4 * params + 4 * per_image * batch, device, f"sampling batches of {batch} ({key})",
+                 f"lower {key}")

@@ -1,4 +1,4 @@
-"""Gaussian diffusion: the forward process q, its posterior, the reverse-q step and the ε-loss.
+"""Gaussian diffusion: the forward process q, its posterior, the reverse-q step and the training loss.
 
 One object holds every schedule-derived tensor (float64 on the CPU, cast on use), as in
 openai/improved-diffusion's `gaussian_diffusion.py`. It is not an `nn.Module`, so an EMA
@@ -14,14 +14,25 @@ import torch.nn.functional as F
 
 from .schedule import named_betas
 
+PREDICTIONS = ("eps", "v")
+WEIGHTINGS = ("none", "min_snr")
+
 # model(x_t, t, **kwargs) -> ε̂(x_t, t)
 NoisePredictor = Callable[..., torch.Tensor]
 
 
 class Diffusion:
-    """The DDPM forward process x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε and its reverse, for a given β schedule."""
+    """The DDPM forward process x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε and its reverse, for a given β schedule; the network it
+    trains predicts ε or v, and every reverse step works in ε̂ (`eps_from_output`)."""
 
-    def __init__(self, betas: torch.Tensor) -> None:
+    def __init__(self, betas: torch.Tensor, prediction: str = "eps", weighting: str = "none", snr_gamma: float = 5.0) -> None:
+        """prediction: what the network outputs, "eps" (ε, Ho et al.) or "v" (v = √ᾱ ε − √(1−ᾱ) x_0, Salimans & Ho
+        2022); weighting: "none" (L_simple) or "min_snr" (Hang et al. 2023, weights clipped at snr_gamma)."""
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction = {prediction!r}: must be one of {', '.join(PREDICTIONS)}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting = {weighting!r}: must be one of {', '.join(WEIGHTINGS)}")
+        self.prediction, self.weighting, self.snr_gamma = prediction, weighting, snr_gamma
         betas = torch.as_tensor(betas, dtype=torch.float64).cpu()
         if betas.ndim != 1 or len(betas) < 2:
             raise ValueError(f"betas: need a 1-D schedule of at least 2 steps, got shape {tuple(betas.shape)}")
@@ -36,12 +47,14 @@ class Diffusion:
         self.posterior_variance = betas * (1 - self.alphas_bar_prev) / (1 - self.alphas_bar)
         self.posterior_coef_x0 = betas * self.alphas_bar_prev.sqrt() / (1 - self.alphas_bar)
         self.posterior_coef_xt = (1 - self.alphas_bar_prev) * self.alphas.sqrt() / (1 - self.alphas_bar)
+        self.snr = self.alphas_bar / (1 - self.alphas_bar)  # signal-to-noise ratio ᾱ_t / (1 − ᾱ_t)
         self._device_cache: dict[tuple[torch.device, torch.dtype, str], torch.Tensor] = {}
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> "Diffusion":
-        """From the `diffusion` params section: {T, schedule, beta_start, beta_end}."""
-        return cls(named_betas(p["schedule"], p["T"], beta_start=p["beta_start"], beta_end=p["beta_end"]))
+        """From the `diffusion` params section: {T, schedule, beta_start, beta_end, prediction, weighting, snr_gamma}."""
+        return cls(named_betas(p["schedule"], p["T"], beta_start=p["beta_start"], beta_end=p["beta_end"]),
+                   prediction=p["prediction"], weighting=p["weighting"], snr_gamma=p["snr_gamma"])
 
     # -- helpers -------------------------------------------------------------------------
     def _at(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -127,17 +140,46 @@ class Diffusion:
         return mean, var.expand_as(xt)
 
     # -- training ------------------------------------------------------------------------
+    def v_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """v = √ᾱ_t ε − √(1 − ᾱ_t) x_0: the velocity a v-prediction network learns."""
+        ab = self._at("alphas_bar", t, x0)
+        return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+
+    def eps_from_output(self, xt: torch.Tensor, t: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """ε̂ from the network's output: itself (prediction "eps"), or ε̂ = √(1 − ᾱ_t) x_t + √ᾱ_t v̂ ("v").
+
+        Every sampler, completion route and guidance works in ε̂; the conversion is linear in the output, so
+        classifier-free guidance may combine raw outputs."""
+        if self.prediction == "eps":
+            return output
+        ab = self._at("alphas_bar", t, xt)
+        return (1 - ab).sqrt() * xt + ab.sqrt() * output
+
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample weights of the loss: 1 (L_simple), or min-SNR-γ: min(SNR_t, γ)/SNR_t for ε,
+        min(SNR_t, γ)/(SNR_t + 1) for v (both equal min(SNR, γ) times the weight that makes the loss an x_0-MSE)."""
+        if self.weighting == "none":
+            return torch.ones(t.shape, device=t.device)
+        snr = self.snr[t.cpu()].to(t.device, torch.float32)  # float64 stays on the host (MPS has none)
+        clipped = snr.clamp(max=self.snr_gamma)
+        return clipped / snr if self.prediction == "eps" else clipped / (snr + 1)
+
     def loss(
         self, model: NoisePredictor, x0: torch.Tensor, t: torch.Tensor | None = None,
         noise: torch.Tensor | None = None, **model_kwargs,
     ) -> torch.Tensor:
-        """L_simple = E_{t, x_0, ε} ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t ~ U[0, T)."""
+        """L = E_{t, x_0, ε} w(t)·‖target − f_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖², t ~ U[0, T): target ε (L_simple when
+        w = 1, Ho et al.) or v; w(t) from `loss_weights`."""
         if t is None:
             t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
         if noise is None:
             noise = torch.randn_like(x0)
-        eps = model(self.q_sample(x0, t, noise), t, **model_kwargs)
-        return F.mse_loss(eps.float(), noise.float())
+        out = model(self.q_sample(x0, t, noise), t, **model_kwargs)
+        target = noise if self.prediction == "eps" else self.v_target(x0, t, noise)
+        if self.weighting == "none":
+            return F.mse_loss(out.float(), target.float())
+        per_sample = (out.float() - target.float()).pow(2).flatten(1).mean(1)
+        return (self.loss_weights(t) * per_sample).mean()
 
     # -- sampling ------------------------------------------------------------------------
     def reverse_steps(self, steps: int | None = None) -> Iterator[tuple[int, int]]:

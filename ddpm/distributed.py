@@ -40,6 +40,11 @@ class World:
         lo = n * self.rank // self.size
         return slice(lo, n * (self.rank + 1) // self.size)
 
+    def barrier(self) -> None:
+        """Wait for every rank (nothing to wait for in one process)."""
+        if self.size > 1:
+            dist.barrier()
+
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of a scalar over the ranks (the value itself in one process)."""
         if self.size == 1:

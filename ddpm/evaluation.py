@@ -4,21 +4,28 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from .device import with_autocast
+from .diffusion import Diffusion
 from .judge import Judge, judge_images
-from .metrics import class_histogram, memorization, score, split_test
+from .metrics import class_histogram, fid_clf, memorization, score, split_test, top_class_share
+from .samplers import image_generators, sample
 
 
 def reference_rows(test: torch.Tensor, n: int, blur_sigma: float, seed: int) -> dict[str, torch.Tensor]:
     """The rows every model row is read against, N = n images each: held-out real test digits (the floor), the same
-    digits blurred, and uniform noise (the scale)."""
+    digits blurred, uniform noise (the scale), and pairs of digits superposed (a non-digit the judge never saw in
+    training: how far its rejection generalizes)."""
     held_out, _ = split_test(test)
     if n > len(held_out):
         raise ValueError(f"{n} samples to evaluate; at most {len(held_out)} (the held-out half of the test set)")
     g = torch.Generator().manual_seed(seed)
-    return {"floor_real_test": held_out[:n], "noise": torch.rand(n, 1, 28, 28, generator=g) * 2 - 1,
-            "blurred_test": gaussian_blur(held_out[:n], kernel_size=9, sigma=blur_sigma)}
+    real = held_out[:n]
+    return {"floor_real_test": real, "noise": torch.rand(n, 1, 28, 28, generator=g) * 2 - 1,
+            "blurred_test": gaussian_blur(real, kernel_size=9, sigma=blur_sigma),
+            "superposed_test": (real + held_out[(torch.arange(n) + 1) % len(held_out)]) / 2}  # each with the next
 
 
 def evaluate_samples(judge: Judge, reference: torch.Tensor, samples: torch.Tensor, rows: dict[str, torch.Tensor],
@@ -32,8 +39,18 @@ def evaluate_samples(judge: Judge, reference: torch.Tensor, samples: torch.Tenso
         metrics[name] = score(out.probs, out.features, reference)
         probs[name] = out.probs
     metrics["model"]["class_histogram"] = class_histogram(probs["model"]).tolist()
+    metrics["model"]["top_class_share"] = top_class_share(probs["model"])
+    floor = metrics["floor_real_test"]
+    metrics["model"].update(fid_ratio=metrics["model"]["fid_clf"] / floor["fid_clf"],
+                            recognizable_ratio=metrics["model"]["recognizable"] / max(floor["recognizable"], 1e-9))
     metrics["memorization"] = memorization(samples, rows["floor_real_test"], train)
     return metrics, probs
+
+
+def score_samples(judge: Judge, reference: torch.Tensor, samples: torch.Tensor) -> dict[str, float]:
+    """fid_clf, recognizable and coverage of samples, and the largest share of one class (mode collapse shows)."""
+    out = judge_images(judge, samples)
+    return {**score(out.probs, out.features, reference), "top_class_share": top_class_share(out.probs)}
 
 
 def score_guided(judge: Judge, reference: torch.Tensor, samples: torch.Tensor, wanted: torch.Tensor) -> dict[str, float]:
@@ -41,3 +58,24 @@ def score_guided(judge: Judge, reference: torch.Tensor, samples: torch.Tensor, w
     out = judge_images(judge, samples)
     return {"accuracy": float((out.probs.argmax(1) == wanted).float().mean()),
             **score(out.probs, out.features, reference), "n": len(samples)}
+
+
+class QualityProbe:
+    """The judge's figures for samples of the EMA weights, drawn during training (after every epoch): n images from
+    the same noise each time (seeded per image), scored against the reference, fid_clf also as a multiple of n
+    held-out real digits' (the floor at the same N)."""
+
+    def __init__(self, diffusion: Diffusion, judge: Judge, reference: torch.Tensor, real: torch.Tensor, n: int,
+                 sampling: dict[str, Any], seed: int, autocast: torch.dtype | None) -> None:
+        self.diffusion, self.judge, self.reference, self.n = diffusion, judge, reference, n
+        self.sampling, self.seed, self.autocast = sampling, seed, autocast
+        self.shape = tuple(real.shape[1:])
+        self.floor = fid_clf(judge_images(judge, real[:n]).features, reference)
+
+    def __call__(self, ema: nn.Module) -> dict[str, float]:
+        device = next(ema.parameters()).device
+        x = sample(self.diffusion, with_autocast(ema, self.autocast), self.n, self.shape, device=device,
+                   generator=image_generators(self.seed, range(self.n), device), **self.sampling)
+        out = judge_images(self.judge, x)
+        figures = score(out.probs, out.features, self.reference)
+        return {**figures, "fid_ratio": figures["fid_clf"] / self.floor}

@@ -1,6 +1,7 @@
 """Every figure of the pipeline (matplotlib, seaborn): each function returns a Figure, the caller saves it."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,7 +15,20 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from .io import atomic_path  # noqa: E402
+
 sns.set_theme(style="whitegrid", context="notebook")
+
+
+def save_figure(fig: plt.Figure, path: str | Path, **kwargs: Any) -> None:
+    """Save a figure atomically (the format from the path's suffix), then close it: matplotlib keeps every figure
+    open otherwise, and a stage draws many."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
+    finally:
+        plt.close(fig)
 
 def loss_curve_figure(per_step: pd.DataFrame, per_epoch: pd.DataFrame, steps_per_epoch: int) -> plt.Figure:
     """The training loss: every logged window and the mean of each epoch."""
@@ -93,18 +107,18 @@ def histogram_figure(counts: Sequence[int]) -> plt.Figure:
 
 
 def sampler_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
-    """fid_clf and wall time against the number of denoising steps (EMA weights)."""
+    """fid_clf and recognizable against the number of denoising steps, one line per sampler and η (EMA weights)."""
     df = pd.DataFrame([r for r in rows if r["weights"] == "ema"]).sort_values("steps")
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    ax.plot(df["steps"], df["fid_clf"], "o-", label="fid_clf (lower is better)")
-    ax.set(xscale="log", xlabel="denoising steps (DDIM; 1000 = ancestral)", ylabel="fid_clf")
-    ax2 = ax.twinx()
-    ax2.plot(df["steps"], df["seconds"], "s--", color="#dd8452", label="wall time (s)")
-    ax2.set_ylabel("seconds")
-    ax2.grid(False)
-    lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper center")
-    ax.set_title("Sample quality against sampler steps")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for (sampler, eta), group in df.groupby(["sampler", "eta"]):
+        label = sampler if sampler != "ddim" else f"ddim, η = {eta:g}"
+        style = "*" if sampler == "ancestral" else "o-"
+        left.plot(group["steps"], group["fid_clf"], style, label=label, markersize=9 if style == "*" else 5)
+        right.plot(group["steps"], group["recognizable"], style, label=label, markersize=9 if style == "*" else 5)
+    left.set(xscale="log", yscale="log", xlabel="denoising steps", ylabel="fid_clf (lower is better)")
+    right.set(xscale="log", xlabel="denoising steps", ylabel="recognizable")
+    left.legend(fontsize=8)
+    fig.suptitle("Sample quality against sampler and steps (the same model)")
     fig.tight_layout()
     return fig
 
@@ -204,12 +218,14 @@ def clip_sweep_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
 
 def overview_figure(samples: torch.Tensor, visible: torch.Tensor, masks: torch.Tensor,
                     completions: torch.Tensor) -> plt.Figure:
-    """The README's picture: 16 samples, and half-hidden test digits with their completions."""
+    """The README's picture: (up to) 16 samples, and half-hidden test digits with their completions."""
     n, k = completions.shape[:2]
+    m = min(16, len(samples))
+    side = math.ceil(math.sqrt(m))
     ratio = (1 + k) / n  # square cells: the right block is (1 + k) cells wide and n high, the left 4 × 4
     fig = plt.figure(figsize=(4 * (1 + ratio) + 0.5, 4.3))
     left, right = fig.add_gridspec(1, 2, width_ratios=[1, ratio], wspace=0.08, top=0.9)
-    for i, cell in enumerate(left.subgridspec(4, 4, wspace=0.04, hspace=0.04)):
+    for i, cell in zip(range(m), left.subgridspec(side, side, wspace=0.04, hspace=0.04)):
         _show(fig.add_subplot(cell), samples[i, 0])
     cells = right.subgridspec(n, 1 + k, wspace=0.04, hspace=0.04)
     for i in range(n):
@@ -218,7 +234,7 @@ def overview_figure(samples: torch.Tensor, visible: torch.Tensor, masks: torch.T
         ax.imshow((1 - masks[i, 0]).numpy(), cmap="Reds", alpha=0.35 * (1 - masks[i, 0]).numpy(), vmin=0, vmax=1)
         for j in range(k):
             _show(fig.add_subplot(cells[i, 1 + j]), completions[i, j, 0])
-    fig.text(0.27, 0.94, "16 samples", ha="center")
+    fig.text(0.27, 0.94, f"{m} samples", ha="center")
     fig.text(0.73, 0.94, f"given half (hidden half shaded), then {k} completions", ha="center")
     return fig
 
@@ -226,3 +242,22 @@ def overview_figure(samples: torch.Tensor, visible: torch.Tensor, masks: torch.T
 def _show(ax: plt.Axes, image: torch.Tensor) -> None:
     ax.imshow(((image.float().clamp(-1, 1) + 1) / 2).numpy(), cmap="gray", vmin=0, vmax=1)
     ax.axis("off")
+
+
+def quality_vs_minutes_figure(curves: dict[str, pd.DataFrame], real_recognizable: float | None = None) -> plt.Figure:
+    """The judge's figures against minutes of training, one line per curve (columns minutes, recognizable, fid_ratio):
+    the share of recognizable samples, and fid_clf as a multiple of real digits' (1 = as close as real digits)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, df in curves.items():
+        left.plot(df["minutes"], df["recognizable"], "o-", label=label)
+        right.plot(df["minutes"], df["fid_ratio"], "o-", label=label)
+    if real_recognizable is not None:
+        left.axhline(real_recognizable, color="k", ls="--", lw=1, label="real digits")
+    right.axhline(1.0, color="k", ls="--", lw=1, label="real digits")
+    left.set(xlabel="minutes of training", ylabel="recognizable (judge p ≥ 0.9)", ylim=(0, 1.02))
+    right.set(xlabel="minutes of training", ylabel="fid_clf / real digits' fid_clf", yscale="log")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.suptitle("Sample quality against training time")
+    fig.tight_layout()
+    return fig

@@ -58,7 +58,7 @@ def grad_wrt_xt(diffusion: Diffusion, model: NoisePredictor, x: torch.Tensor, t:
     """(ε̂, ∇_{x_t} L) with x̂_0 = predict_x0(x_t, t, ε_θ(x_t, t)): back-propagation through the UNet (DPS)."""
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
-        eps = model(x_in, t, **model_kwargs).to(x.dtype)
+        eps = diffusion.eps_from_output(x_in, t, model(x_in, t, **model_kwargs).to(x.dtype))
         x0 = diffusion.predict_x0(x_in, t, eps, clip=False)
         loss = masked_sq_error(clip_straight_through(x0) if clip else x0, y, mask)
         grad = torch.autograd.grad(loss, x_in)[0]
@@ -69,8 +69,9 @@ def grad_wrt_mean(diffusion: Diffusion, mean: torch.Tensor, var: torch.Tensor, t
                   y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """∇_μ L with x̂_0(μ) = (μ − √(1 − ᾱ_s − σ²) ε̂)/√ᾱ_s, s = t_prev: the inverse of the step's own mean.
 
-    The reverse step's mean is μ = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε̂ (σ² its variance; ε̂ re-derived from the clipped
-    x̂_0), so x̂_0(μ) is exactly the step's x̂_0, and ∇_μ L = 2·y_m·(x̂_0 − y)/√ᾱ_s: no pass through the UNet.
+    Every sampler's mean has the form μ = √ᾱ_s x̃_0 + √(1 − ᾱ_s − σ²) ε̂ (σ² its variance, ε̂ re-derived from the
+    clipped x̂_0; x̃_0 = x̂_0 for the ancestral and DDIM steps, DPM-Solver++'s extrapolated x̂_0 after its first step),
+    so x̂_0(μ) is exactly the x̃_0 the step used, and ∇_μ L = 2·y_m·(x̃_0 − y)/√ᾱ_s: no pass through the UNet.
     At the last step (s = −1, ᾱ = 1, σ = 0) x̂_0(μ) = μ.
     """
     ab = diffusion.alpha_bar_at(torch.full((mean.shape[0],), t_prev, device=mean.device, dtype=torch.long), mean)
@@ -93,7 +94,7 @@ class GradientGuide:
         if self.wrt == "xt" and self.scale > 0:
             eps, self.grad = grad_wrt_xt(self.d, model, x, t, self.y, self.mask, self.clip, **self.model_kwargs)
             return eps
-        return predict_noise(model, x, t, **self.model_kwargs)
+        return predict_noise(self.d, model, x, t, **self.model_kwargs)
 
     def correct(self, x_prev: torch.Tensor, step: StepState, generator: Generators) -> torch.Tensor:
         if self.scale == 0:
@@ -113,7 +114,7 @@ class ReplacementGuide:
         self.d, self.y, self.mask, self.model_kwargs = diffusion, y, mask, model_kwargs
 
     def predict(self, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return predict_noise(model, x, t, **self.model_kwargs)
+        return predict_noise(self.d, model, x, t, **self.model_kwargs)
 
     def correct(self, x_prev: torch.Tensor, step: StepState, generator: Generators) -> torch.Tensor:
         if step.t_prev < 0:

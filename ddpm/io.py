@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -14,16 +16,34 @@ from torchvision.transforms.functional import to_pil_image
 from torchvision.utils import make_grid
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    The file gets the mode the user's umask gives a new file (mkstemp's is 0600), and a full disk is named with
+    the path instead of a bare [Errno 28]."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(e.errno, f"{path}: cannot write ({e.strerror}); check the folder's permissions and free space") from None
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(e.errno, f"{path}: no space left on the device while writing it; free some space and re-run "
+                                   "(the previous version of the file, if any, is kept)") from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -35,8 +55,25 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
+    """Strict JSON: a NaN or an infinity anywhere is an error naming the file and the key, not an invalid file."""
+    bad = _non_finite(obj)
+    if bad is not None:
+        raise FloatingPointError(f"{path}: {bad} is not a finite number; nothing was written (a diverged model or "
+                                 "an out-of-range setting: lower the scale, guidance or learning rate that produced it)")
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _non_finite(obj: Any, where: str = "") -> str | None:
+    """The first key path (e.g. rows[3].fid_clf) holding NaN or ±inf in a JSON-like object, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return f"{where or 'the value'} = {obj}"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}.{key}".lstrip(".") if isinstance(key, str) else f"{where}[{key}]")
+        if found:
+            return found
+    return None
 
 
 def save_text(text: str, path: str | os.PathLike) -> None:
@@ -47,13 +84,6 @@ def save_text(text: str, path: str | os.PathLike) -> None:
 def save_bytes(data: bytes, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-
-
-def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
-    """Save a matplotlib figure atomically (the format comes from the path's suffix)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
 
 
 def load_torch(path: str | os.PathLike, what: str) -> Any:
@@ -81,15 +111,54 @@ def ensure_free_space(folder: Path, needed: int, what: str) -> None:
                       "are free; free some space (the last good checkpoint is kept) and re-run to resume")
 
 
-def read_json(path: str | os.PathLike, what: str) -> Any:
-    """json.load with a one-line error naming the file when it is missing or not valid JSON."""
+NUMBER = (int, float)  # for read_json's `expect`: any JSON number (not a bool)
+
+
+Shape = dict[str, "type | tuple[type, ...] | Shape | list[Shape]"]
+
+
+def read_json(path: str | os.PathLike, what: str, expect: Shape | None = None) -> Any:
+    """json.load with a one-line error naming the file when it is missing, not valid JSON, or (with `expect`, the keys
+    each object must hold and their types, or a nested shape) not of the shape the reader needs. `expect` applies to
+    the object, or to every object of a list."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: {what} not found; run the stage that makes it (dvc repro)")
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(), parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: {what} is not valid JSON ({e}); delete it and re-run dvc repro") from None
+    for item in (data if isinstance(data, list) else [data]) if expect else ():
+        problem = _shape_problem(item, expect)
+        if problem:
+            raise ValueError(f"{path}: {what} is malformed ({problem}); delete it and re-run dvc repro")
+    if expect and isinstance(data, list) and not data:
+        raise ValueError(f"{path}: {what} is empty; delete it and re-run dvc repro")
+    return data
+
+
+def _shape_problem(item: Any, expect: Shape, where: str = "") -> str | None:
+    if not isinstance(item, dict):
+        return f"{where or 'it'} is not an object"
+    for key, kind in expect.items():
+        value, name = item.get(key), f"{where}.{key}".lstrip(".")
+        if isinstance(kind, list):  # a list whose every element has the shape kind[0]
+            if not isinstance(value, list):
+                return f"no list {name}"
+            problem = next((p for i, v in enumerate(value) if (p := _shape_problem(v, kind[0], f"{name}[{i}]"))), None)
+            if problem:
+                return problem
+        elif isinstance(kind, dict):
+            problem = _shape_problem(value, kind, name)
+            if problem:
+                return problem
+        elif not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            return f"no {name} of the right type"
+    return None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def save_png_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int, zoom: int = 1) -> None:

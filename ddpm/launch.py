@@ -23,9 +23,9 @@ def command(stage: str, stages: Path = Path("stages")) -> list[str]:
     settings = p[stage]
     if settings["nproc"] == 1:
         return [sys.executable, script]
-    recipe = p["train_mnist"] if stage == "train_mnist_cfg" else settings  # the twin trains with train_mnist's batch
-    batch = recipe["batch_size"] if stage.startswith("train") else None
-    check_launch(settings["nproc"], batch, settings["device"], stage)
+    owner = "train_mnist" if stage == "train_mnist_cfg" else stage  # the twin trains with train_mnist's batch
+    batch = p[owner]["batch_size"] if stage.startswith("train") else None
+    check_launch(settings["nproc"], batch, settings["device"], owner)
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings['nproc']}", script]
 
 

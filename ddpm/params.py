@@ -94,6 +94,25 @@ def optional_text(key: str, v: Any) -> str:
     return v if v == "" else text(key, v)
 
 
+ROW_KEYS = {"sampler", "steps", "eta", "weights"}
+
+
+def sampler_rows(key: str, v: Any) -> list[dict[str, Any]]:
+    """A non-empty list of {sampler, steps, eta, weights: ema | raw}, each checked like a sampling section."""
+    if not isinstance(v, list) or not v:
+        raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty list of rows "
+                         "{sampler: ddim, steps: 20, eta: 0.0, weights: ema}")
+    rows = []
+    for i, row in enumerate(v):
+        if not isinstance(row, dict) or set(row) != ROW_KEYS:
+            raise ParamError(f"params.yaml: {key}[{i}] = {row!r}: must have exactly the keys sampler, steps, eta, weights")
+        rows.append({"sampler": SAMPLER(f"{key}[{i}].sampler", row["sampler"]),
+                     "steps": integer(1)(f"{key}[{i}].steps", row["steps"]),
+                     "eta": real(0, 1)(f"{key}[{i}].eta", row["eta"]),
+                     "weights": choice("ema", "raw")(f"{key}[{i}].weights", row["weights"])})
+    return rows
+
+
 def _finite_number(v: Any) -> bool:
     """An int or float (not a bool) that is finite as a float (10**400 is not)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -123,9 +142,11 @@ def _range(lo: Any, hi: Any) -> str:
 
 DEVICE = choice("auto", "cuda", "mps", "cpu")
 AMP = choice("auto", "bf16", "off")  # bf16 autocast: auto = where the device has native bf16
-SAMPLER = choice("ancestral", "ddim")
+SAMPLER = choice("ancestral", "ddim", "dpm++2m")
 RUNTIME = {"device": DEVICE, "amp": AMP, "nproc": integer(1, 4096)}
-SAMPLING = {"sampler": SAMPLER, "steps": integer(1), "eta": real(0)}
+SAMPLING = {"sampler": SAMPLER, "steps": integer(1), "eta": real(0, 1)}  # η > 1 adds more noise than DDPM's
+SEED = integer(0, 2**31 - 1)  # derived seeds multiply it: larger ones overflow the generators' 64 bits
+MAX_SCALE = 100.0  # guidance and completion scales: beyond, every sample is noise or NaN (1e300 made NaN)
 MODEL = {
     "channels": integer(4, 1024),
     "channel_mults": int_list(1, 16),
@@ -134,6 +155,7 @@ MODEL = {
     "heads": integer(1, 64),
     "dropout": real(0, 1, hi_open=True),
     "groups": integer(1, 128),
+    "patch_size": integer(1, 4),  # > 1: p×p pixel blocks as channels (fewer, cheaper full-resolution layers)
 }
 TRAINING = {
     "epochs": integer(1, 100_000),
@@ -143,9 +165,11 @@ TRAINING = {
     "ema_decay": real(0, 1, hi_open=True),
     "grad_clip": real(0, lo_open=True),
     "max_images": integer(0),
-    "seed": integer(0),
+    "seed": SEED,
     "log_every": integer(1),
     "monitor_steps": integer(1),
+    "lr_schedule": choice("constant", "cosine"),
+    "ema_power": real(0, 10),
 }
 
 SCHEMA: dict[str, dict[str, Check]] = {
@@ -156,52 +180,56 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "schedule": choice("linear", "cosine"),
         "beta_start": real(0, 1, lo_open=True, hi_open=True),
         "beta_end": real(0, 1, lo_open=True, hi_open=True),
+        "prediction": choice("eps", "v"),
+        "weighting": choice("none", "min_snr"),
+        "snr_gamma": real(0, 1000, lo_open=True),
     },
     "model": MODEL,
-    "train_mnist": {**TRAINING, "monitor_n": integer(1, 256)},
-    "train_mnist_cfg": {"epochs": integer(1, 100_000), "p_uncond": real(0, 1), "monitor_guidance": real(0)},
+    "train_mnist": {**TRAINING, "monitor_n": integer(1, 256), "monitor_judge_n": integer(0, 5000)},  # 0 or ≥ 2
+    "train_mnist_cfg": {"epochs": integer(1, 100_000), "lr": real(0, 1, lo_open=True), "p_uncond": real(0, 1),
+                        "monitor_guidance": real(0, MAX_SCALE), "init": choice("scratch", "train_mnist")},
     "judge": {
         "epochs": integer(1, 1000),
         "batch_size": integer(1),
         "lr": real(0, 1, lo_open=True),
-        "seed": integer(0),
+        "seed": SEED,
         "min_accuracy": real(0, 1),
         "max_images": integer(0),
+        "holdout": integer(10),           # held-out training digits that fit the calibration temperature
+        "reject_share": real(0, 1, hi_open=True),  # non-digits (noise, blobs, blur) per digit in a batch
     },
     "sample": {"n_grid": integer(1, 1024), "n_eval": integer(2, 5000), **SAMPLING, "batch_size": integer(1),
-               "seed": integer(0)},
-    "evaluate": {"blur_sigma": real(0, lo_open=True), "seed": integer(0)},
+               "seed": SEED},
+    "evaluate": {"blur_sigma": real(0, lo_open=True), "seed": SEED},
     "compare_samplers": {
         "n": integer(2, 5000),
-        "ancestral": choice(True, False),
-        "ddim_steps": int_list(1, nonempty=False),
-        "raw_ddim_steps": int_list(1, nonempty=False),
+        "rows": sampler_rows,
         "batch_size": integer(1),
-        "seed": integer(0),
+        "seed": SEED,
     },
     "completion_sweep": {
         "images": integer(1, 10_000),
         "completions": integer(2, 100),
-        "scales": real_list(0.0),
+        "scales": real_list(0.0, MAX_SCALE),
         **SAMPLING,
         "batch_size": integer(1),
-        "seed": integer(0),
+        "seed": SEED,
     },
     "complete": {
-        "figure_seed": integer(0),
+        "figure_seed": SEED,
         "n_per_image": integer(1, 100),
-        "scale": auto_or(real(0)),
+        "scale": auto_or(real(0, MAX_SCALE)),
         "route": choice("xt", "mean"),
         **SAMPLING,
-        "seed": integer(0),
+        "seed": SEED,
     },
     "sweep_mnist_cfg": {
-        "guidance_scales": real_list(-1e-9),
+        "guidance_scales": real_list(-1e-9, MAX_SCALE),
         "prompts": str_list(),
         "n_per_prompt": integer(1),
         **SAMPLING,
         "batch_size": integer(1),
-        "seed": integer(0),
+        "seed": SEED,
     },
     "report": {"posterior_check_t": int_list(0)},
     # -- CLIP-conditioned faces (CelebA) --
@@ -215,14 +243,14 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "clip": {"model": text, "pretrained": text, "config": optional_text},
     "embed_clip": {"batch_size": integer(1), "chunk": integer(1)},
     "celeba_model": MODEL,
-    "train_celeba": {**TRAINING, "p_uncond": real(0, 1), "monitor_guidance": real(0), "monitor_prompts": str_list()},
+    "train_celeba": {**TRAINING, "p_uncond": real(0, 1), "monitor_guidance": real(0, MAX_SCALE), "monitor_prompts": str_list()},
     "sweep_celeba": {
-        "guidance_scales": real_list(-1e-9),
+        "guidance_scales": real_list(-1e-9, MAX_SCALE),
         "prompts": str_list(),
         "n_per_prompt": integer(2),
         **SAMPLING,
         "batch_size": integer(1),
-        "seed": integer(0),
+        "seed": SEED,
     },
 }
 
@@ -287,27 +315,31 @@ def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
     d = p.get("diffusion")
     if d and d["schedule"] == "linear" and d["beta_end"] <= d["beta_start"]:
         raise ParamError(f"params.yaml: diffusion.beta_end = {d['beta_end']} must be > diffusion.beta_start = {d['beta_start']}")
+    tm = p.get("train_mnist")
+    if tm and tm["monitor_judge_n"] == 1:
+        raise ParamError("params.yaml: train_mnist.monitor_judge_n = 1: fid_clf needs at least 2 samples; set it to 0 "
+                         "(off) or ≥ 2")
+    sizes = {"model": 28, "celeba_model": p.get("download_celeba", {}).get("image_size")}
     for name in ("model", "celeba_model"):
         m = p.get(name)
+        if m and sizes[name] and sizes[name] % m["patch_size"]:
+            raise ParamError(f"params.yaml: {name}.patch_size = {m['patch_size']} must divide the image size "
+                             f"{sizes[name]}")
         if m and any(level >= len(m["channel_mults"]) for level in m["attention_levels"]):
             raise ParamError(f"params.yaml: {name}.attention_levels = {m['attention_levels']}: levels must be < "
                              f"len({name}.channel_mults) = {len(m['channel_mults'])}")
         if m and m["channels"] % m["heads"]:
             raise ParamError(f"params.yaml: {name}.heads = {m['heads']} must divide {name}.channels = {m['channels']}")
+    if d and "compare_samplers" in p:
+        for i, row in enumerate(p["compare_samplers"]["rows"]):
+            _check_steps(f"compare_samplers.rows[{i}]", row, d)
     if d:
         for name, section in p.items():
-            for key in ("steps", "monitor_steps"):
-                if key in section and section[key] > d["T"]:
-                    raise ParamError(f"params.yaml: {name}.{key} = {section[key]}: must be ≤ diffusion.T = {d['T']}")
-            if section.get("sampler") == "ancestral" and section["steps"] != d["T"]:
-                raise ParamError(f"params.yaml: {name}.steps = {section['steps']}: the ancestral sampler visits all "
-                                 f"diffusion.T = {d['T']} steps; set {name}.sampler: ddim for fewer")
-        c = p.get("compare_samplers")
-        for key in ("ddim_steps", "raw_ddim_steps"):
-            if c and any(k > d["T"] for k in c[key]):
-                raise ParamError(f"params.yaml: compare_samplers.{key} = {c[key]}: every step count must be ≤ "
-                                 f"diffusion.T = {d['T']}")
+            _check_steps(name, section, d)
     co = p.get("sweep_mnist_cfg")
+    if co and co["n_per_prompt"] * len(co["prompts"]) < 2:
+        raise ParamError(f"params.yaml: sweep_mnist_cfg.n_per_prompt = {co['n_per_prompt']} with "
+                         f"{len(co['prompts'])} prompt: fid_clf needs at least 2 samples per scale; raise n_per_prompt")
     if co:
         for prompt in co["prompts"]:
             try:
@@ -325,6 +357,16 @@ def read_yaml(path: str | Path) -> Any:
         raise ParamError(f"{path}: not found; run the stage from the project root") from None
     except YAMLError as e:
         raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
+def _check_steps(name: str, section: dict[str, Any], d: dict[str, Any]) -> None:
+    """Step counts within diffusion.T, and the ancestral sampler over all of them."""
+    for key in ("steps", "monitor_steps"):
+        if key in section and section[key] > d["T"]:
+            raise ParamError(f"params.yaml: {name}.{key} = {section[key]}: must be ≤ diffusion.T = {d['T']}")
+    if section.get("sampler") == "ancestral" and section["steps"] != d["T"]:
+        raise ParamError(f"params.yaml: {name}.steps = {section['steps']}: the ancestral sampler visits all "
+                         f"diffusion.T = {d['T']} steps; set {name}.sampler: ddim or dpm++2m for fewer")
 
 
 def load(sections: list[str], path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:

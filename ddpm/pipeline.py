@@ -36,7 +36,7 @@ def module_path(name: str, root: Path) -> Path | None:
 
 
 def imported_modules(path: Path, root: Path) -> set[Path]:
-    """The package's modules that `path` imports at its top level (absolute or relative imports)."""
+    """The package's modules that `path` imports anywhere in it (absolute or relative imports)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = ".".join(path.relative_to(root).with_suffix("").parts[:-1]) if path.is_relative_to(root) else ""
     names: set[str] = set()

@@ -17,8 +17,8 @@ from ruamel.yaml import YAML
 
 from .completion import best_rows
 from .figures import (clip_sweep_figure, guidance_grid_figure, histogram_figure, image_grid_figure, loss_curve_figure,
-                      monitor_figure, overview_figure, per_class_figure, sampler_figure)
-from .io import save_figure, save_text
+                      monitor_figure, overview_figure, per_class_figure, quality_vs_minutes_figure, save_figure)
+from .io import NUMBER, Shape, save_text
 from .metrics import MAX_COVERAGE
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -83,6 +83,23 @@ def recognizable_verdict(model: float, real: float) -> str:
 
 
 # -- the MNIST report ----------------------------------------------------------------------------------------------
+_ROW = {"fid_clf": NUMBER, "recognizable": NUMBER, "coverage": NUMBER}
+INPUT_SHAPES: dict[str, Shape] = {  # what the report reads of each stage's output (read_json checks it)
+    "evaluation": {"n": int, "n_reference": int, "memorization": dict,
+                   **{row: _ROW for row in ("model", "floor_real_test", "blurred_test", "superposed_test", "noise")}},
+    "judge": {k: NUMBER for k in ("accuracy", "ece", "temperature", "recognizable_real", "recognizable_noise",
+                                  "recognizable_blurred")},
+    "samplers": {"n": int, "device": str, "rows": [{"sampler": str, "steps": int, "eta": NUMBER, "weights": str,
+                                                     "seconds": NUMBER, **_ROW}]},
+    "completion": {"route": str, "scale": NUMBER, "accuracy": NUMBER, "mse_visible": NUMBER, "mse_hidden": NUMBER,
+                   "diversity": NUMBER, "seconds_per_image": NUMBER, "n_images": int, "k": int},
+    "figure": {"scale": NUMBER, "route": str},
+    "cfg": {"guidance": (int, float, str), "accuracy": NUMBER, "seconds": NUMBER, "n": int, **_ROW},
+    "info": {"sampler": str, "n_grid": int, "grid_seconds": NUMBER, "device": str},
+    "train": {"minutes": NUMBER}, "train_cfg": {"minutes": NUMBER},
+}
+
+
 def mnist_figures(data: dict[str, Any], live_dir: Path, monitors: list[Path], batch_size: int, out: Path) -> None:
     """The report's own figures, from what the stages measured (`data`: the report stage's inputs), into `out`."""
     n_train = _images_per_epoch(data["history"])
@@ -97,16 +114,20 @@ def mnist_figures(data: dict[str, Any], live_dir: Path, monitors: list[Path], ba
                 out / "samples16_judged.png", dpi=130)
     save_figure(histogram_figure(data["evaluation"]["model"]["class_histogram"]), out / "histogram.png", dpi=130)
     save_figure(per_class_figure(data["samples"], data["judged"]["model"]), out / "per_class.png", dpi=110)
-    save_figure(sampler_figure(data["samplers"]["rows"]), out / "samplers.png", dpi=130)
     if monitors:
         save_figure(monitor_figure(monitors), out / "monitor.png", dpi=110)
+    quality = training_quality(live_dir)
+    if quality is not None:
+        save_figure(quality_vs_minutes_figure({"this run (EMA weights)": quality},
+                                              data["evaluation"]["floor_real_test"]["recognizable"]),
+                    out / "quality.png", dpi=120)
     c = data["completions"]
     save_figure(overview_figure(grid, c["visible"], c["masks"], c["completions"]), out / "overview.png", dpi=80,
                 bbox_inches="tight")
 
 
 def mnist_context(data: dict[str, Any], p: dict[str, dict[str, Any]], posterior: list[dict[str, float]],
-                  monitors: list[Path]) -> dict[str, Any]:
+                  monitors: list[Path], live_dir: Path) -> dict[str, Any]:
     """What templates/report.md.j2 shows, computed from the report stage's inputs and params."""
     ev, history, completion, cfg = data["evaluation"], data["history"], data["completion"], data["cfg"]
     scaled = [r for r in cfg if r["guidance"] != "uncond"]
@@ -114,13 +135,14 @@ def mnist_context(data: dict[str, Any], p: dict[str, dict[str, Any]], posterior:
         "history": history, "n_train": _images_per_epoch(history), "batch_size": p["train_mnist"]["batch_size"],
         "minutes": sum(h["seconds"] for h in history) / 60, "device": data["info"]["device"], "loss_png": "figures/loss.png",
         "epochs": [{k: h[k] for k in ("epoch", "step", "loss", "seconds", "images_per_s")} for h in history],
-        "info": data["info"], "evaluation": ev, "judge_accuracy": data["judge"]["accuracy"],
+        "info": data["info"], "evaluation": ev,
         "verdict": recognizable_verdict(ev["model"]["recognizable"], ev["floor_real_test"]["recognizable"]),
-        "evaluation_rows": [{"row": name, "N": ev["n"], **{k: ev[name][k] for k in ("fid_clf", "recognizable", "coverage")}}
-                            for name in ("model", "floor_real_test", "blurred_test", "noise")],
+        "evaluation_rows": [{"row": name, "N": ev["n"], **{k: ev[name][k] for k in ("fid_clf", "recognizable", "coverage")},
+                             "fid_clf / floor": ev[name]["fid_clf"] / ev["floor_real_test"]["fid_clf"]}
+                            for name in ("model", "floor_real_test", "blurred_test", "superposed_test", "noise")],
         "samplers": data["samplers"],
-        "sampler_rows": [{k: r[k] for k in ("sampler", "steps", "weights", "fid_clf", "recognizable", "coverage", "seconds")}
-                         for r in data["samplers"]["rows"]],
+        "sampler_rows": [{k: r[k] for k in ("sampler", "steps", "eta", "weights", "fid_clf", "recognizable", "coverage",
+                                            "seconds")} for r in data["samplers"]["rows"]],
         "figure": data["figure"], "completion": completion, "best": best_rows(completion),
         "baselines": {r["route"]: r["accuracy"] for r in completion if r["route"] in ("none", "replace")},
         "completion_rows": [{k: r[k] for k in ("route", "scale", "accuracy", "mse_visible", "mse_hidden", "diversity",
@@ -130,7 +152,21 @@ def mnist_context(data: dict[str, Any], p: dict[str, dict[str, Any]], posterior:
                                                                              "coverage", "seconds")}} for r in cfg],
         "p_uncond": p["train_mnist_cfg"]["p_uncond"], "n_per_prompt": p["sweep_mnist_cfg"]["n_per_prompt"],
         "monitors": monitors, "posterior": posterior, "settings": dump_yaml(p),
+        "quality": training_quality(live_dir), "judge": data["judge"],
     }
+
+
+def training_quality(live_dir: Path) -> pd.DataFrame | None:
+    """The judge's figures logged after every epoch (minutes, recognizable, coverage, fid_ratio), or None if
+    training logged none (monitor_judge_n: 0)."""
+    names = ("minutes", "recognizable", "coverage", "fid_ratio")
+    if not (Path(live_dir) / "metrics" / "quality" / "minutes.tsv").exists():
+        return None
+    frames = [read_live_metric(live_dir, f"quality/{name}")[["step", name]] for name in names]
+    merged = frames[0]
+    for frame in frames[1:]:
+        merged = merged.merge(frame, on="step")
+    return merged
 
 
 def headline(data: dict[str, Any]) -> dict[str, float]:
@@ -140,7 +176,7 @@ def headline(data: dict[str, Any]) -> dict[str, float]:
     ev = data["evaluation"]
     scaled = [r for r in data["cfg"] if r["guidance"] != "uncond"]
     return {"minutes": data["train"]["minutes"] + data["train_cfg"]["minutes"],
-            "fid_ratio": ev["model"]["fid_clf"] / ev["floor_real_test"]["fid_clf"],
+            "fid_ratio": ev["model"]["fid_ratio"],
             "recognizable": ev["model"]["recognizable"], "coverage": ev["model"]["coverage"],
             "completion": max(r["accuracy"] for r in best_rows(data["completion"]).values()),
             "guidance": max(r["accuracy"] for r in scaled), "judge": data["judge"]["accuracy"]}
@@ -160,6 +196,10 @@ def dump_yaml(p: dict[str, Any]) -> str:
 
 
 # -- the CelebA report ---------------------------------------------------------------------------------------------
+CELEBA_TABLE: Shape = {"guidance": (int, float, str), "clip_score": NUMBER, "diversity": NUMBER, "n": int,
+                       "seconds": NUMBER, "device": str}
+
+
 def celeba_report(table: list[dict[str, Any]], samples: dict[str, Any], history: list[dict[str, float]],
                   live_dir: Path, monitors: list[Path], p: dict[str, dict[str, Any]], fig: Path) -> tuple[str, dict[str, Any]]:
     """The CelebA page's figures (into `fig`, which the page links as celeba/) and its Markdown; and the headline

@@ -1,6 +1,6 @@
 """One sampling loop for every sampler and every kind of guided sampling.
 
-A sampler's step is a pure function (diffusion, x_t, t, t_prev, ε̂, η, state) → (mean, variance, state) of
+A sampler's step is a pure function (diffusion, x_t, t, t_prev, ε̂, η, clip, state) → (mean, variance, state) of
 p(x_{t_prev} | x_t); the loop draws x_{t_prev} = mean + σ z from it. Guidance is a hook the loop calls: a
 `Guide` may compute ε̂ itself (e.g. with a gradient through the UNet) and correct x_{t_prev} after each
 step. Plain samples, completions and classifier-free guidance (a model wrapper, see guidance.py) all run
@@ -8,6 +8,7 @@ through `run_chain`, so a sampler added to SAMPLERS works for all of them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -52,7 +53,30 @@ def ddim_step(d: Diffusion, x: torch.Tensor, t: int, t_prev: int, eps: torch.Ten
     return mean, var, state
 
 
-SAMPLERS: dict[str, StepFn] = {"ancestral": ancestral_step, "ddim": ddim_step}
+def dpm_solver_step(d: Diffusion, x: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, eta: float, clip: bool,
+                    state: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """DPM-Solver++(2M) (Lu et al. 2022), deterministic (η is not used): with λ = log(α/σ), α = √ᾱ, σ = √(1−ᾱ),
+    h = λ_s − λ_t, x_s = (σ_s/σ_t) x_t + α_s (1 − e^{−h}) D, where D = x̂_0 at the first step and
+    D = (1 + 1/(2r)) x̂_0 − 1/(2r) x̂_0' after it (x̂_0' the previous step's, r = h'/h); the last step returns x̂_0.
+    Its mean equals √ᾱ_s x̃_0 + σ_s ε̂ (x̃_0 = e^{−h} x̂_0 + (1 − e^{−h}) D), the form the completion's mean route inverts."""
+    tt = _times(t, x)
+    x0 = d.predict_x0(x, tt, eps, clip)
+    if t_prev < 0:
+        return x0, torch.zeros_like(x), None
+    ab_t, ab_s = d.alphas_bar[t].item(), d.alphas_bar[t_prev].item()
+    lam_t, lam_s = 0.5 * math.log(ab_t / (1 - ab_t)), 0.5 * math.log(ab_s / (1 - ab_s))
+    h = lam_s - lam_t
+    data = x0
+    if state is not None:  # the previous step's x̂_0 and λ: the second-order correction
+        x0_prev, lam_prev = state
+        r = (lam_t - lam_prev) / h
+        data = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+    sigma_ratio = math.sqrt((1 - ab_s) / (1 - ab_t))
+    mean = sigma_ratio * x + math.sqrt(ab_s) * (1 - math.exp(-h)) * data
+    return mean, torch.zeros_like(x), (x0, lam_t)
+
+
+SAMPLERS: dict[str, StepFn] = {"ancestral": ancestral_step, "ddim": ddim_step, "dpm++2m": dpm_solver_step}
 
 
 def check_sampler(sampler: str, steps: int | None, T: int) -> None:
@@ -60,7 +84,7 @@ def check_sampler(sampler: str, steps: int | None, T: int) -> None:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler = {sampler!r}: must be one of {', '.join(SAMPLERS)}")
     if sampler == "ancestral" and steps not in (None, T):
-        raise ValueError(f"steps = {steps}: the ancestral sampler visits all T = {T} steps; use sampler 'ddim'")
+        raise ValueError(f"steps = {steps}: the ancestral sampler visits all T = {T} steps; use 'ddim' or 'dpm++2m'")
 
 
 def _times(t: int, like: torch.Tensor) -> torch.Tensor:
@@ -88,9 +112,10 @@ class Guide(Protocol):
 
 
 @torch.no_grad()
-def predict_noise(model: NoisePredictor, x: torch.Tensor, t: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
-    """ε̂ = ε_θ(x_t, t), in x's dtype (a bf16-autocast model returns float32 already)."""
-    return model(x, t, **model_kwargs).to(x.dtype)
+def predict_noise(d: Diffusion, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor, **model_kwargs: Any
+                  ) -> torch.Tensor:
+    """ε̂(x_t, t) from the network's output (ε or v: `Diffusion.eps_from_output`), in x's dtype."""
+    return d.eps_from_output(x, t, model(x, t, **model_kwargs).to(x.dtype))
 
 
 def run_chain(d: Diffusion, model: NoisePredictor, x: torch.Tensor, *, sampler: str = "ancestral",
@@ -104,27 +129,37 @@ def run_chain(d: Diffusion, model: NoisePredictor, x: torch.Tensor, *, sampler: 
     step_fn, state = SAMPLERS[sampler], None
     for t, t_prev in tqdm(list(d.reverse_steps(steps)), disable=not progress, desc="sampling", leave=False):
         tt = _times(t, x)
-        eps = guide.predict(model, x, tt) if guide is not None else predict_noise(model, x, tt, **model_kwargs)
+        eps = guide.predict(model, x, tt) if guide is not None else predict_noise(d, model, x, tt, **model_kwargs)
         with torch.no_grad():
             mean, var, state = step_fn(d, x, t, t_prev, eps, eta, clip, state)
-            x_prev = mean + var.sqrt() * randn(tuple(x.shape), generator, x.device) if t_prev >= 0 else mean
+            noisy = t_prev >= 0 and bool(var.any())  # DDIM with η = 0 and DPM-Solver draw no noise
+            x_prev = mean + var.sqrt() * randn(tuple(x.shape), generator, x.device) if noisy else mean
         if guide is not None:
             x_prev = guide.correct(x_prev, StepState(x, t, t_prev, eps, mean, var), generator)
         x = x_prev
+    bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+    if bad:  # clamp keeps NaN: say so rather than hand on images that are not images
+        raise FloatingPointError(f"sampling diverged: {bad} of {len(x)} images have NaN or infinite pixels; lower the "
+                                 "guidance or completion scale, or the learning rate of the model that made them")
     return x.clamp(-1, 1)
 
 
 def sample(d: Diffusion, model: NoisePredictor, n: int, shape: tuple[int, ...], *, generator: Generators = None,
            device: torch.device | str | None = None, **kwargs: Any) -> torch.Tensor:
-    """n images: x_T ~ N(0, I), then `run_chain` (sampler="ancestral" over all T steps, or "ddim" over `steps`)."""
+    """n images: x_T ~ N(0, I), then `run_chain` (sampler "ancestral" over all T steps, or "ddim" or "dpm++2m" over
+    `steps`)."""
     device = torch.device(device) if device is not None else next(_parameters(model), torch.empty(0)).device
     return run_chain(d, model, randn((n, *shape), generator, device), generator=generator, **kwargs)
 
 
 def sample_batched(d: Diffusion, model: NoisePredictor, n: int, shape: tuple[int, ...], batch_size: int,
                    generator: Generators = None, device: torch.device | str | None = None, **kwargs: Any) -> torch.Tensor:
-    """`n` samples drawn `batch_size` at a time and gathered on the CPU, so memory stays bounded by one batch."""
-    out = [sample(d, model, min(batch_size, n - i), shape, generator=generator, device=device, **kwargs).cpu()
+    """`n` samples drawn `batch_size` at a time and gathered on the CPU, so memory stays bounded by one batch; with a
+    list of n generators (one per image), each batch takes its images' own."""
+    def generators(i: int) -> Generators:
+        return generator[i:i + batch_size] if isinstance(generator, (list, tuple)) else generator
+
+    out = [sample(d, model, min(batch_size, n - i), shape, generator=generators(i), device=device, **kwargs).cpu()
            for i in range(0, n, batch_size)]
     return torch.cat(out) if out else torch.empty(0, *shape)
 

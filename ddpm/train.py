@@ -3,27 +3,32 @@
 Every random draw is a function of (seed, epoch, rank): the epoch's image order and the t and ε of
 each global batch come from generators every rank seeds alike (each rank takes its share of the
 batch), dropout and per-rank augmentation from a stream seeded per (epoch, rank). So a run killed
-mid-epoch resumes exactly, and N processes compute the same steps as one (up to summation order).
+mid-epoch resumes exactly, and N processes compute the same steps as one (up to summation order)
+when nothing draws per rank (no dropout, flips or context dropout); with them, equal in distribution.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
+import hashlib
+import io
+import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from dvclive import Live
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
-from .device import autocast_dtype, with_autocast
+from .checkpoint import CheckpointError, load_checkpoint, load_weights, previous_path, save_checkpoint
+from .device import autocast_dtype, check_training_memory, with_autocast
 from .diffusion import Diffusion
 from .distributed import World
 from .guidance import ClassifierFreeGuidance
@@ -43,25 +48,47 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     autocast: torch.dtype | None = None
+    lr_schedule: str = "constant"  # after the warm-up: constant (Ho et al.) or cosine (to 0 at the last step)
+    ema_power: float = 0.0         # 0: EMA warm-up d = (1+n)/(10+n); > 0: d = 1 − (1+n)^(−power) (Karras et al.)
 
     @classmethod
     def from_params(cls, tp: dict[str, Any], autocast: torch.dtype | None) -> "TrainConfig":
         """From a validated `train`-like params section."""
         return cls(epochs=tp["epochs"], batch_size=tp["batch_size"], lr=tp["lr"], warmup_steps=tp["warmup_steps"],
                    ema_decay=tp["ema_decay"], grad_clip=tp["grad_clip"], seed=tp["seed"], log_every=tp["log_every"],
-                   autocast=autocast)
+                   autocast=autocast, lr_schedule=tp["lr_schedule"], ema_power=tp["ema_power"])
 
 
-def ema_avg(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """EMA with warm-up: θ̄ ← d·θ̄ + (1−d)·θ, d = min(decay, (1+n)/(10+n)) after n updates."""
-    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        d = min(decay, (1 + float(n)) / (10 + float(n)))
-        return averaged + (current - averaged) * (1 - d)
-    return avg
+class EMA:
+    """An exponential moving average of a model's weights with warm-up: the first update copies θ, the n-th after it
+    sets θ̄ ← d·θ̄ + (1−d)·θ with d = min(decay, (1+n)/(10+n)), or, with power > 0, d = min(decay, 1 − (1+n)^(−power)):
+    an average over a growing share of training, useful after a few hundred steps (diffusers' inverse-gamma EMA with
+    γ = 1). The decay is computed on the host once per step and applied with one fused lerp over all tensors."""
+
+    def __init__(self, model: nn.Module, decay: float, power: float = 0.0) -> None:
+        self.module = copy.deepcopy(model).eval()  # only ever sampled from: no dropout
+        self.module.requires_grad_(False)
+        self.decay, self.power = decay, power
+        self.n_averaged = torch.zeros((), dtype=torch.long)  # updates so far (saved in checkpoints)
+
+    def decay_after(self, n: int) -> float:
+        warm = 1 - (1 + n) ** -self.power if self.power > 0 else (1 + n) / (10 + n)
+        return min(self.decay, warm)
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        mine = [*self.module.parameters(), *(b for b in self.module.buffers() if b.dtype.is_floating_point)]
+        theirs = [*model.parameters(), *(b for b in model.buffers() if b.dtype.is_floating_point)]
+        n = int(self.n_averaged)
+        if n == 0:
+            torch._foreach_copy_(mine, [t.detach() for t in theirs])
+        else:
+            torch._foreach_lerp_(mine, [t.detach() for t in theirs], 1 - self.decay_after(n))
+        self.n_averaged += 1
 
 
 class Trainer:
-    """Trains ε_θ on a dataset tensor that lives on the device; checkpoints after every epoch.
+    """Trains the noise predictor (ε or v) on a dataset tensor that lives on the device; checkpoints every epoch.
 
     data: images (N, C, H, W) already on the training device (no DataLoader): in [−1, 1], or anything
     that `transform` turns into a batch in [−1, 1] (e.g. uint8 faces).
@@ -74,6 +101,7 @@ class Trainer:
         checkpoint: Path, fingerprint: dict[str, Any], live: Any = None,
         monitor: "MonitorGrid | None" = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None, world: World = World(),
+        probe: Callable[[nn.Module], dict[str, float]] | None = None,
     ) -> None:
         self.model, self.diffusion, self.data, self.cfg, self.world = model, diffusion, data, cfg, world
         if world.size > 1:  # gradients averaged over the ranks; the EMA, the optimizer and checkpoints see `model`
@@ -84,9 +112,10 @@ class Trainer:
         self.saves = 0
         self.transform = transform  # per batch, e.g. uint8 → [−1, 1] and random flips
         self.checkpoint, self.fingerprint, self.live, self.monitor = Path(checkpoint), fingerprint, live, monitor
+        self.probe = probe  # after every epoch: figures of merit of the EMA weights, logged as quality/*
+        self.restored = False
         self.device = data.device
-        self.ema = AveragedModel(model, avg_fn=ema_avg(cfg.ema_decay), use_buffers=True)
-        self.ema.module.eval()  # only ever sampled from: no dropout
+        self.ema = EMA(model, cfg.ema_decay, cfg.ema_power)
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.epoch = 0  # completed epochs
         self.step = 0
@@ -121,10 +150,12 @@ class Trainer:
                     raise
                 self._say(f"warning: {e}; falling back to {previous_path(path)}")
         if state is None:
-            return False
+            return self._restore_archived()
         if state.get("fingerprint") != self.fingerprint:
-            self._say(f"{path}: made with other settings; starting a new run")
-            return False
+            kept = self._archive(state.get("fingerprint"))
+            self._say(f"{path}: made with other settings ({differing(state.get('fingerprint'), self.fingerprint)}); "
+                      f"kept as {kept.name}, which resumes if they come back; starting a new run")
+            return self._restore_archived()
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
         self.ema.n_averaged.copy_(state["ema_n"])
@@ -133,14 +164,47 @@ class Trainer:
         self._say(f"{path}: resuming after epoch {self.epoch} (step {self.step})")
         return True
 
+    def _archive(self, old_fingerprint: Any) -> Path:
+        """Move the checkpoint (and its previous copy) of other settings aside, under a name derived from them."""
+        kept = archived_path(self.checkpoint, old_fingerprint)
+        self._move_together([(previous_path(self.checkpoint), previous_path(kept)), (self.checkpoint, kept)])
+        return kept
+
+    def _restore_archived(self) -> bool:
+        """Resume from a checkpoint set aside earlier with exactly these settings, if there is one."""
+        kept = archived_path(self.checkpoint, self.fingerprint)
+        self.world.barrier()  # no rank looks while another moves files
+        found = kept.exists()
+        if not found:
+            return False
+        self._move_together([(previous_path(kept), previous_path(self.checkpoint)), (kept, self.checkpoint)])
+        self._say(f"{kept.name}: a run with these settings, set aside earlier; resuming it")
+        self.restored = True  # its dvclive history was not kept: the logs start afresh
+        return self.try_resume()
+
+    def _move_together(self, moves: list[tuple[Path, Path]]) -> None:
+        """Rank 0 renames, after every rank has read what it needs and before any reads again."""
+        self.world.barrier()
+        if self.world.is_main:
+            for path, target in moves:
+                if path.exists():
+                    os.replace(path, target)
+        self.world.barrier()
+
     def _say(self, message: str) -> None:
         if self.world.is_main:  # one line per run, not one per process
             print(message, flush=True)
 
     # -- the loop ------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        """Linear warm-up to lr over warmup_steps, then constant (as in Ho et al.)."""
-        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        """Linear warm-up to lr over warmup_steps, then constant (Ho et al.) or a cosine down to 0 at the run's last
+        step (epochs × steps per epoch): the peak can be higher when the rate comes down again."""
+        warm = min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        if self.cfg.lr_schedule == "constant" or step < self.cfg.warmup_steps:
+            return self.cfg.lr * warm
+        total = self.cfg.epochs * math.ceil(len(self.data) / self.cfg.batch_size)
+        progress = min(1.0, (step - self.cfg.warmup_steps) / max(1, total - self.cfg.warmup_steps))
+        return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     def train_step(self, x0: torch.Tensor, t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                    weight: float = 1.0, **model_kwargs: Any) -> float:
@@ -172,23 +236,30 @@ class Trainer:
         g = torch.Generator().manual_seed(derived_seed(self.cfg.seed, epoch))
         return torch.randperm(len(self.data), generator=g).to(self.device)
 
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The global batches of an epoch: (image indices, times t, noise ε), drawn from generators every rank seeds
+        alike from (seed, epoch), so any number of processes, and a resumed run, see the same batches."""
+        batch, world = self.cfg.batch_size, self.world
+        steps = math.ceil(len(self.data) / batch)
+        if world.size > 1 and len(self.data) % batch and len(self.data) % batch < world.size:
+            steps -= 1  # a last batch smaller than the world would leave a rank with nothing
+        order = self.epoch_order(epoch)
+        shared = torch.Generator(self.device).manual_seed(derived_seed(self.cfg.seed, epoch, 0))  # t, ε
+        for i in range(steps):
+            idx = order[i * batch:(i + 1) * batch]
+            t = torch.randint(0, self.diffusion.T, (len(idx),), generator=shared, device=self.device)
+            yield idx, t, torch.randn((len(idx), *self.data.shape[1:]), generator=shared, device=self.device)
+
     def fit(self, context: torch.Tensor | None = None, context_dropout: Callable | None = None) -> list[dict[str, float]]:
         """Train until cfg.epochs are complete; returns the per-epoch history."""
         self.model.train()
-        batch, world = self.cfg.batch_size, self.world
-        steps_per_epoch = math.ceil(len(self.data) / batch)
-        if world.size > 1 and len(self.data) % batch and len(self.data) % batch < world.size:
-            steps_per_epoch -= 1  # a last batch smaller than the world would leave a rank with nothing
+        world = self.world
         while self.epoch < self.cfg.epochs:
-            order, t0, window, total = self.epoch_order(self.epoch), time.time(), [], 0.0
+            t0, window, total = time.time(), [], 0.0
             torch.manual_seed(derived_seed(self.cfg.seed, self.epoch, world.rank + 1))  # dropout, flips: per rank
-            shared = torch.Generator(self.device).manual_seed(derived_seed(self.cfg.seed, self.epoch, 0))  # t, ε
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
-                       disable=not world.is_main)
-            for i in bar:
-                idx = order[i * batch:(i + 1) * batch]
-                t = torch.randint(0, self.diffusion.T, (len(idx),), generator=shared, device=self.device)
-                noise = torch.randn((len(idx), *self.data.shape[1:]), generator=shared, device=self.device)
+            bar = tqdm(self.batches(self.epoch), total=math.ceil(len(self.data) / self.cfg.batch_size),
+                       desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False, disable=not world.is_main)
+            for idx, t, noise in bar:
                 mine = world.share(len(idx))
                 kwargs = {}
                 if context is not None:
@@ -199,10 +270,12 @@ class Trainer:
                 loss = self.train_step(x0, t=t[mine], noise=noise[mine], weight=weight, **kwargs)
                 window.append(loss)
                 total += loss * len(idx)
-                if len(window) == self.cfg.log_every or i == steps_per_epoch - 1:
+                if len(window) == self.cfg.log_every:
                     bar.set_postfix(loss=f"{sum(window) / len(window):.4f}")
                     self._log({"train/loss": sum(window) / len(window)})
                     window = []
+            if window:
+                self._log({"train/loss": sum(window) / len(window)})
             self.epoch += 1
             record = {"epoch": self.epoch, "step": self.step, "loss": total / len(self.data),
                       "seconds": time.time() - t0, "images_per_s": len(self.data) / (time.time() - t0)}
@@ -213,6 +286,10 @@ class Trainer:
                 grid = self.monitor(self.ema.module)
                 if self.live is not None:
                     self.live.log_image(f"monitor/epoch_{self.epoch:03d}.png", image_grid_pil(grid, nrow=self.monitor.nrow))
+            if self.probe is not None and world.is_main:  # the judge's figures against minutes of training
+                quality = {**self.probe(self.ema.module), "minutes": sum(h["seconds"] for h in self.history) / 60}
+                self._log({f"quality/{k}": v for k, v in quality.items()})
+                print(f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in quality.items()))
             if self.live is not None:
                 self.live.summary = self.headline()  # not every logged series: the terminal table stays narrow
                 self.live.sync()
@@ -230,9 +307,11 @@ class Trainer:
         n = sum(q.numel() for q in self.model.parameters())
         self._say(f"training on {self.device} × {self.world.size} process{'es' if self.world.size > 1 else ''} "
                   f"({len(self.data)} images, {n / 1e6:.2f} M parameters)")
-        if resumed:
-            truncate_live_metrics(Path(live_dir) / "plots", self.step)
-        self.live = Live(str(live_dir), resume=resumed, dvcyaml=False, save_dvc_exp=False)
+        continued = resumed and not self.restored  # a run set aside and restored has no dvclive history to continue
+        if continued:
+            for note in truncate_live_metrics(Path(live_dir) / "plots", self.step):
+                self._say(f"warning: {note}")
+        self.live = Live(str(live_dir), resume=continued, dvcyaml=False, save_dvc_exp=False)
         history = self.fit(**fit_kwargs)
         self.live.summary = self.headline()
         self.live.make_summary()
@@ -256,28 +335,72 @@ def derived_seed(seed: int, epoch: int, stream: int = 0) -> int:
     return (seed * 100_003 + epoch) * 1_009 + stream
 
 
-def fingerprint(*sections: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """What must match for a checkpoint to be continued: every setting but the run length and logging."""
-    volatile = {"epochs", "log_every", "monitor_n", "monitor_steps", "device", "monitor_guidance", "monitor_prompts",
-                "nproc"}  # a run may resume with another number of processes
-    out: dict[str, Any] = dict(extra)
-    for i, section in enumerate(sections):
-        out[f"section{i}"] = {k: v for k, v in section.items() if k not in volatile}
-    return out
+VOLATILE = {"epochs", "log_every", "monitor_n", "monitor_steps", "monitor_judge_n", "device", "monitor_guidance",
+            "monitor_prompts", "nproc"}  # run length, logging, placement: a run may resume with other values
 
 
-def truncate_live_metrics(plots_dir: Path, last_step: int) -> None:
-    """Drop dvclive history rows logged after `last_step` (by a run killed after its last checkpoint)."""
-    for tsv in Path(plots_dir).glob("metrics/**/*.tsv"):
-        with open(tsv, newline="") as f:
-            rows = list(csv.reader(f, delimiter="\t"))
-        if not rows:
+def fingerprint(sections: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """What must match for a checkpoint to be continued: every setting that changes the result (not the run length,
+    logging or the number of processes). Give `amp` as the precision it resolves to, so that amp: auto and off
+    on a CPU without native bf16 (the same arithmetic) count as equal."""
+    return {**extra, **{name: {k: v for k, v in s.items() if k not in VOLATILE} for name, s in sections.items()}}
+
+
+def differing(old: Any, new: dict[str, Any]) -> str:
+    """The settings that differ between two fingerprints, e.g. 'train.lr 0.0002 → 0.0001'."""
+    if not isinstance(old, dict):
+        return "a checkpoint of an older release"
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += [f"{name}.{k} {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            changes.append(f"{name} {a!r} → {b!r}")
+    return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+
+
+def archived_path(checkpoint: Path, settings: Any) -> Path:
+    """Where a checkpoint of other settings is kept: checkpoint.pt → checkpoint.<sha256 of the settings>.pt."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return checkpoint.with_name(f"{checkpoint.stem}.{digest}{checkpoint.suffix}")
+
+
+def truncate_live_metrics(plots_dir: Path, last_step: int) -> list[str]:
+    """Drop dvclive history rows logged after `last_step` (by a run killed after its last checkpoint), a last line a
+    kill cut short (dvclive ends every row with a newline) and rows that do not read as numbers; returns one note per
+    file repaired, for the log."""
+    notes = []
+    for tsv in sorted(Path(plots_dir).glob("metrics/**/*.tsv")):
+        text = tsv.read_text()
+        rows = list(csv.reader(io.StringIO(text), delimiter="\t"))
+        if not rows or "step" not in rows[0]:
             continue
-        col = rows[0].index("step")
-        kept = [rows[0]] + [r for r in rows[1:] if int(r[col]) <= last_step]
-        if len(kept) != len(rows):
+        if not text.endswith("\n"):
+            rows = rows[:-1]  # cut short by a kill mid-append
+        if not rows:  # even the header was cut short: dvclive writes it again
+            tsv.unlink()
+            notes.append(f"{tsv}: removed (its header was cut short by a killed run)")
+            continue
+        col, width = rows[0].index("step"), len(rows[0])
+        readable = [r for r in rows[1:] if _readable(r, width, col)]
+        kept = [rows[0]] + [r for r in readable if int(r[col]) <= last_step]
+        if len(kept) != len(text.splitlines()):
             with atomic_path(tsv) as tmp, open(tmp, "w", newline="") as f:
                 csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
+            damaged = len(text.splitlines()) - 1 - len(readable)
+            notes.append(f"{tsv}: dropped {len(text.splitlines()) - len(kept)} rows" + (
+                f", {damaged} of them partial or unreadable (left by a killed run)" if damaged else ""))
+    return notes
+
+
+def _readable(row: list[str], width: int, step_column: int) -> bool:
+    """A complete row of numbers with an integer step."""
+    try:
+        [float(v) for v in row]
+        return len(row) == width and int(row[step_column]) >= 0
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -312,19 +435,35 @@ class MonitorGrid:
 def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model_params: dict[str, Any],
                  data: torch.Tensor, checkpoint: Path, device: torch.device, world: World, *, context_dim: int = 0,
                  monitor_context: torch.Tensor | None = None, nrow: int = 8,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **fingerprint_extra: Any) -> Trainer:
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 probe: Callable[[nn.Module], dict[str, float]] | None = None, batch_key: str = "train_mnist.batch_size",
+                 init_from: Path | None = None, **fingerprint_extra: Any) -> Trainer:
     """A Trainer for a training stage's params: the UNet (seeded), its monitoring grid and its resume fingerprint.
 
     recipe: a train_mnist-like section with runtime keys merged in (device, amp). monitor_context: the grid's
     context rows (then guided with recipe["monitor_guidance"]); None draws recipe["monitor_n"] unconditional images.
     """
     diffusion = Diffusion.from_params(diffusion_params)
+    def build() -> UNet:
+        return UNet.from_params(model_params, data.shape[1], diffusion.T, context_dim)
+
+    check_training_memory(build, tuple(data.shape[1:]), recipe["batch_size"] // world.size, device, batch_key,
+                          context=torch.zeros(1, context_dim) if context_dim else None)
     torch.manual_seed(recipe["seed"])
-    model = UNet.from_params(model_params, data.shape[1], diffusion.T, context_dim).to(device)
+    model = build()
+    if init_from is not None:  # a fresh run starts from these weights (a resumed one from its checkpoint)
+        load_weights(init_from, model, "ema", diffusion_params, new="context_mlp.").train()
+    model = model.to(device)
     autocast = autocast_dtype(recipe["amp"], device)
     monitor = MonitorGrid(diffusion, tuple(data.shape[1:]), recipe["monitor_steps"], recipe["seed"] + 1, autocast,
                           n=recipe.get("monitor_n", 16), context=monitor_context,
                           guidance=recipe.get("monitor_guidance", 0.0), nrow=nrow)
+    if recipe["lr_schedule"] == "cosine":  # the schedule's length: other epochs give another run
+        fingerprint_extra["cosine_epochs"] = recipe["epochs"]
+    if init_from is not None:  # the weights it started from: a longer-trained start is another run
+        start = load_checkpoint(init_from)
+        fingerprint_extra["init"] = {"from": str(init_from), "epoch": start["epoch"], "step": start["step"]}
     return Trainer(model, diffusion, data.to(device), TrainConfig.from_params(recipe, autocast), checkpoint,
-                   fingerprint(diffusion_params, model_params, recipe, n_images=len(data), **fingerprint_extra),
-                   monitor=monitor, transform=transform, world=world)
+                   fingerprint({"diffusion": diffusion_params, "model": model_params,
+                                "recipe": {**recipe, "amp": str(autocast)}}, n_images=len(data), **fingerprint_extra),
+                   monitor=monitor, transform=transform, world=world, probe=probe)

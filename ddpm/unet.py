@@ -109,7 +109,7 @@ class UNet(nn.Module):
         self, in_channels: int = 1, channels: int = 64, channel_mults: Sequence[int] = (1, 2, 2),
         num_res_blocks: int = 2, attention_levels: Sequence[int] = (2,), heads: int = 4,
         dropout: float = 0.1, groups: int = 32, num_timesteps: int = 1000, context_dim: int = 0,
-        out_channels: int | None = None,
+        out_channels: int | None = None, patch_size: int = 1,
     ) -> None:
         super().__init__()
         if num_timesteps < 2:
@@ -123,7 +123,13 @@ class UNet(nn.Module):
             nn.Sequential(nn.Linear(context_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
             if context_dim else None
         )
-        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+        if self.context_mlp is not None:  # starts with no effect: a conditional model can start from an unconditional one
+            nn.init.zeros_(self.context_mlp[-1].weight)
+            nn.init.zeros_(self.context_mlp[-1].bias)
+        if patch_size < 1:
+            raise ValueError(f"patch_size = {patch_size}: must be ≥ 1")
+        self.patch_size = patch_size  # > 1: the network sees p×p pixel blocks as channels (pixel_unshuffle)
+        self.stem = nn.Conv2d(in_channels * patch_size**2, channels, 3, padding=1)
 
         self.down = nn.ModuleList()
         skips, ch = [channels], channels
@@ -154,16 +160,19 @@ class UNet(nn.Module):
                 self.up.append(block)
             if level > 0:
                 self.up.append(nn.ModuleList([Upsample(ch)]))
-        self.head = nn.Sequential(_norm(ch, groups), nn.SiLU(), nn.Conv2d(ch, out_channels or in_channels, 3, padding=1))
+        self.head = nn.Sequential(_norm(ch, groups), nn.SiLU(),
+                                  nn.Conv2d(ch, (out_channels or in_channels) * patch_size**2, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     @classmethod
     def from_params(cls, p: dict[str, Any], in_channels: int, num_timesteps: int, context_dim: int = 0) -> "UNet":
-        """From a `model` params section: {channels, channel_mults, num_res_blocks, attention_levels, heads, dropout, groups}."""
+        """From a `model` params section: {channels, channel_mults, num_res_blocks, attention_levels, heads, dropout,
+        groups, patch_size}."""
         return cls(in_channels=in_channels, channels=p["channels"], channel_mults=tuple(p["channel_mults"]),
                    num_res_blocks=p["num_res_blocks"], attention_levels=tuple(p["attention_levels"]), heads=p["heads"],
-                   dropout=p["dropout"], groups=p["groups"], num_timesteps=num_timesteps, context_dim=context_dim)
+                   dropout=p["dropout"], groups=p["groups"], num_timesteps=num_timesteps, context_dim=context_dim,
+                   patch_size=p["patch_size"])
 
     def time_to_unit(self, t: torch.Tensor) -> torch.Tensor:
         """The integer t ∈ [0, T) as the float t / (T − 1) ∈ [0, 1]."""
@@ -183,6 +192,8 @@ class UNet(nn.Module):
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         emb = self.embed(t, context)
+        if self.patch_size > 1:
+            x = F.pixel_unshuffle(x, self.patch_size)
         h = self.stem(x)
         hs = [h]
         for block in self.down:
@@ -194,7 +205,8 @@ class UNet(nn.Module):
                 h = block[0](h, hs[-1].shape[-2:])
             else:
                 h = _run(block, torch.cat([h, hs.pop()], dim=1), emb)
-        return self.head(h)
+        out = self.head(h)
+        return F.pixel_shuffle(out, self.patch_size) if self.patch_size > 1 else out
 
 
 class Upsample(nn.Module):

@@ -9,8 +9,9 @@ from ddpm.cli import run_stage
 from ddpm.completion import best_rows, figure_tasks
 from ddpm.data import load_mnist
 from ddpm.device import pick_device
-from ddpm.figures import completion_figure
-from ddpm.io import read_json, save_figure, save_json, save_torch
+from ddpm.figures import completion_figure, save_figure
+from ddpm.io import read_json, save_json, save_torch
+from ddpm.report import INPUT_SHAPES
 
 RAW, CHECKPOINT = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt")
 SWEEP, OUT = Path("reports/completion_sweep/table.json"), Path("reports/complete")
@@ -21,10 +22,11 @@ def main() -> None:
     cp = p["complete"]
     scale = cp["scale"]
     if scale == "auto":  # the sweep's best scale for this route
-        scale = best_rows(read_json(SWEEP, "completion sweep table"))[cp["route"]]["scale"]
+        scale = best_rows(read_json(SWEEP, "completion sweep table", INPUT_SHAPES["completion"]))[cp["route"]]["scale"]
     device = pick_device(cp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], diffusion.T, device, cp["amp"])
+    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"],
+                      batch=(6 * cp["n_per_image"], "complete.n_per_image"))
     test, labels = load_mnist(RAW, "test")
     idx, masks = figure_tasks(test, cp["figure_seed"])
     originals, visible = test[idx], test[idx] * masks

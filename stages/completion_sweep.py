@@ -8,8 +8,8 @@ from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
 from ddpm.completion import completion_kwargs, completion_quality, half_tasks, sweep_settings
 from ddpm.data import load_mnist
-from ddpm.figures import completion_sweep_figure
-from ddpm.io import save_figure, save_json
+from ddpm.figures import completion_sweep_figure, save_figure
+from ddpm.io import save_json
 from ddpm.judge import judge_images, load_judge
 from ddpm.samplers import image_generators
 
@@ -22,7 +22,8 @@ def main() -> None:
     cp = p["completion_sweep"]
     world, device = distributed.init(cp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], diffusion.T, device, cp["amp"])
+    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"],
+                      batch=(cp["batch_size"], "completion_sweep.batch_size"))
     judge, _ = load_judge(JUDGE, device)
     test, labels = load_mnist(RAW, "test")
     idx, y, masks = half_tasks(test, cp["images"], cp["seed"])

@@ -6,7 +6,7 @@ from ddpm.checkpoint import load_checkpoint
 from ddpm.checks import posterior_table
 from ddpm.cli import run_stage
 from ddpm.io import load_torch, read_json, save_json
-from ddpm.report import headline, mnist_context, mnist_figures, render, write_report
+from ddpm.report import INPUT_SHAPES, headline, mnist_context, mnist_figures, render, write_report
 
 INPUTS = {  # what the report reads: (path, what it is)
     "evaluation": ("reports/evaluate/detail.json", "evaluation"), "judge": ("reports/judge/metrics.json", "judge metrics"),
@@ -26,7 +26,7 @@ METRICS = Path("reports/metrics.json")
 
 def main() -> None:
     p = params.load_stage("report")
-    data = {name: read_json(path, what) for name, (path, what) in INPUTS.items()}
+    data = {name: read_json(path, what, INPUT_SHAPES[name]) for name, (path, what) in INPUTS.items()}
     data["history"] = load_checkpoint(MODEL)["history"]
     data["grid"] = load_torch(SAMPLES / "grid.pt", "sample grid")
     data["samples"] = load_torch(SAMPLES / "eval.pt", "samples")
@@ -35,7 +35,7 @@ def main() -> None:
     monitors = sorted(MONITORS.glob("epoch_*.png"))
     mnist_figures(data, LIVE, monitors, p["train_mnist"]["batch_size"], FIGURES)
     posterior = posterior_table(Diffusion.from_params(p["diffusion"]), p["report"]["posterior_check_t"])
-    md = render("report.md.j2", **mnist_context(data, p, posterior, monitors))
+    md = render("report.md.j2", **mnist_context(data, p, posterior, monitors, LIVE))
     write_report(md, MD, HTML, "DDPM on MNIST")
     save_json(headline(data), METRICS)
     print(f"report: {HTML} and {MD}")

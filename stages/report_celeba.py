@@ -6,7 +6,7 @@ from ddpm import params
 from ddpm.checkpoint import load_checkpoint
 from ddpm.cli import run_stage
 from ddpm.io import load_torch, read_json, save_json
-from ddpm.report import celeba_report, write_report
+from ddpm.report import CELEBA_TABLE, celeba_report, write_report
 
 TABLE, SAMPLES = Path("reports/sweep_celeba/table.json"), Path("data/celeba/sweep/samples.pt")
 CHECKPOINT, LIVE = Path("data/celeba/model/checkpoint.pt"), Path("reports/train_celeba/plots")
@@ -16,7 +16,7 @@ MD, HTML, FIGURES = Path("reports/celeba.md"), Path("reports/celeba.html"), Path
 def main() -> None:
     p = params.load_stage("report_celeba")
     monitors = sorted((LIVE / "images" / "monitor").glob("epoch_*.png"))
-    md, headline = celeba_report(read_json(TABLE, "guidance sweep table"), load_torch(SAMPLES, "sweep samples"),
+    md, headline = celeba_report(read_json(TABLE, "guidance sweep table", CELEBA_TABLE), load_torch(SAMPLES, "sweep samples"),
                                  load_checkpoint(CHECKPOINT)["history"], LIVE, monitors, p, FIGURES)
     write_report(md, MD, HTML, "CLIP-conditioned faces")
     save_json(headline, FIGURES / "metrics.json")

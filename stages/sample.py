@@ -19,7 +19,7 @@ def main() -> None:
     sp = p["sample"]
     world, device = distributed.init(sp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], diffusion.T, device, sp["amp"])
+    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, sp["amp"], batch=(sp["batch_size"], "sample.batch_size"))
     seconds, images = {}, {}
     for name, n, seed in (("grid", sp["n_grid"], sp["seed"]), ("eval", sp["n_eval"], sp["seed"] + 1)):
         t0 = time.time()  # other seeds than the grid's: the grid is not in the evaluation

@@ -8,8 +8,8 @@ import torch
 from ddpm import Diffusion, distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
-from ddpm.context import ClipEncoder
-from ddpm.io import load_torch, save_json, save_torch
+from ddpm.context import ClipEncoder, load_embeddings, prompt_embeddings
+from ddpm.io import save_json, save_torch
 from ddpm.metrics import clip_score, embedding_diversity
 
 EMB, CHECKPOINT = Path("data/celeba/clip/embeddings.pt"), Path("data/celeba/model/checkpoint.pt")
@@ -20,10 +20,11 @@ def main() -> None:
     p = params.load_stage("sweep_celeba")
     sp, size = p["sweep_celeba"], p["download_celeba"]["image_size"]
     world, device = distributed.init(sp["device"])
-    emb = load_torch(EMB, "CLIP embeddings")
-    text = torch.stack([emb["texts"][q] for q in sp["prompts"]]).repeat_interleave(sp["n_per_prompt"], 0)
+    emb = load_embeddings(EMB)
+    text = prompt_embeddings(emb, sp["prompts"], EMB).repeat_interleave(sp["n_per_prompt"], 0)
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["celeba_model"], diffusion.T, device, sp["amp"], in_channels=3, context_dim=emb["dim"])
+    model = load_unet(CHECKPOINT, p["celeba_model"], p["diffusion"], device, sp["amp"], in_channels=3,
+                      context_dim=emb["dim"], batch=(2 * sp["batch_size"], "sweep_celeba.batch_size"), image_size=size)
     encoder = ClipEncoder.from_params(p["clip"], device) if world.is_main else None
     rows, samples = [], {}
     for w in [*sp["guidance_scales"], "uncond"]:
@@ -34,7 +35,7 @@ def main() -> None:
                                        eta=sp["eta"])
         seconds = time.time() - t0
         if world.is_main:  # rank 0 scores and writes
-            image_emb = encoder.encode_images(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+            image_emb = encoder.encode_images_batched(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), sp["batch_size"])
             per_prompt = image_emb.view(len(sp["prompts"]), sp["n_per_prompt"], -1)
             rows.append({"guidance": w, "clip_score": float(clip_score(image_emb, text).mean()),
                          "diversity": sum(embedding_diversity(e) for e in per_prompt) / len(per_prompt),

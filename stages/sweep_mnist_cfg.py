@@ -10,8 +10,8 @@ from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
 from ddpm.context import digit_context, parse_digit_prompt
 from ddpm.evaluation import score_guided
-from ddpm.figures import guidance_grid_figure, tradeoff_figure
-from ddpm.io import save_figure, save_json, save_torch
+from ddpm.figures import guidance_grid_figure, save_figure, tradeoff_figure
+from ddpm.io import save_json, save_torch
 from ddpm.judge import load_judge
 
 CHECKPOINT, JUDGE = Path("data/mnist/model_cfg/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
@@ -23,7 +23,8 @@ def main() -> None:
     cp = p["sweep_mnist_cfg"]
     world, device = distributed.init(cp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], diffusion.T, device, cp["amp"], context_dim=10)
+    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"], context_dim=10,
+                      batch=(2 * cp["batch_size"], "sweep_mnist_cfg.batch_size"))  # guidance: two passes per image
     judge, reference = load_judge(JUDGE, device)
     digits = [parse_digit_prompt(prompt) for prompt in cp["prompts"]]
     wanted = torch.tensor(digits).repeat_interleave(cp["n_per_prompt"])

@@ -5,11 +5,11 @@ probability train_celeba.p_uncond). Monitoring after every epoch: the monitoring
 """
 from pathlib import Path
 
-import torch
 
 from ddpm import distributed, params
 from ddpm.celeba import random_hflip, to_model_range
 from ddpm.cli import run_stage
+from ddpm.context import load_embeddings, prompt_embeddings
 from ddpm.guidance import context_dropout
 from ddpm.io import load_torch
 from ddpm.train import make_trainer
@@ -23,15 +23,16 @@ def main() -> None:
     tp = p["train_celeba"]
     world, device = distributed.init(tp["device"])
     images = load_torch(DATA, "preprocessed faces")["images"][: tp["max_images"] or None]
-    emb = load_torch(EMB, "CLIP embeddings")
+    emb = load_embeddings(EMB)
     context = emb["images"].float()
     if len(context) < len(images):
         raise ValueError(f"{EMB}: {len(context)} image embeddings for {len(images)} faces; re-run dvc repro embed_clip")
     context = context[: len(images)]
-    monitor_context = torch.stack([emb["texts"][q] for q in tp["monitor_prompts"]])
+    monitor_context = prompt_embeddings(emb, tp["monitor_prompts"], EMB)
     trainer = make_trainer(tp, p["diffusion"], p["celeba_model"], images, CHECKPOINT, device, world,
                            context_dim=context.shape[1], monitor_context=monitor_context, nrow=len(monitor_context),
-                           transform=lambda x: random_hflip(to_model_range(x)), image_size=images.shape[-1],
+                           transform=lambda x: random_hflip(to_model_range(x)), batch_key="train_celeba.batch_size",
+                           image_size=images.shape[-1],
                            clip=emb["model"])
     trainer.run(LIVE, context=context.to(device), context_dropout=context_dropout(tp["p_uncond"]))
     distributed.shutdown()

@@ -1,20 +1,33 @@
-"""Stage train_mnist: ε_θ trained on the MNIST training set; resumes from its checkpoint, logs to dvclive."""
+"""Stage train_mnist: ε_θ trained on the MNIST training set; resumes from its checkpoint, logs to dvclive the loss,
+a monitoring grid and the judge's figures for monitor_judge_n samples after every epoch (quality against minutes)."""
 from pathlib import Path
 
-from ddpm import distributed, params
+from ddpm import Diffusion, distributed, params
 from ddpm.cli import run_stage
-from ddpm.data import load_mnist, verify_mnist
+from ddpm.data import load_mnist
+from ddpm.device import autocast_dtype
+from ddpm.evaluation import QualityProbe
+from ddpm.judge import load_judge
+from ddpm.metrics import split_test
 from ddpm.train import make_trainer
 
-RAW, CHECKPOINT, LIVE = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt"), Path("reports/train_mnist")
+RAW, JUDGE = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt")
+CHECKPOINT, LIVE = Path("data/mnist/model/checkpoint.pt"), Path("reports/train_mnist")
 
 
 def main() -> None:
     p = params.load_stage("train_mnist")
-    world, device = distributed.init(p["train_mnist"]["device"])
-    verify_mnist(RAW)
-    x, _ = load_mnist(RAW, "train", p["train_mnist"]["max_images"])
-    trainer = make_trainer(p["train_mnist"], p["diffusion"], p["model"], x, CHECKPOINT, device, world)
+    tp = p["train_mnist"]
+    world, device = distributed.init(tp["device"])
+    x, _ = load_mnist(RAW, "train", tp["max_images"])
+    probe = None
+    if tp["monitor_judge_n"] and world.is_main:
+        judge, reference = load_judge(JUDGE, device)
+        probe = QualityProbe(Diffusion.from_params(p["diffusion"]), judge, reference,
+                             split_test(load_mnist(RAW, "test")[0])[0], tp["monitor_judge_n"],
+                             {"sampler": "ddim", "steps": tp["monitor_steps"], "eta": 1.0}, tp["seed"] + 2,
+                             autocast_dtype(tp["amp"], device))
+    trainer = make_trainer(tp, p["diffusion"], p["model"], x, CHECKPOINT, device, world, probe=probe)
     trainer.run(LIVE)
     distributed.shutdown()
 

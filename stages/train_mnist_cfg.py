@@ -5,22 +5,23 @@ from pathlib import Path
 from ddpm import distributed, params
 from ddpm.cli import run_stage
 from ddpm.context import digit_context
-from ddpm.data import load_mnist, verify_mnist
+from ddpm.data import load_mnist
 from ddpm.guidance import context_dropout
 from ddpm.train import make_trainer
 
 RAW, CHECKPOINT, LIVE = Path("data/mnist/raw"), Path("data/mnist/model_cfg/checkpoint.pt"), Path("reports/train_mnist_cfg")
+UNCONDITIONAL = Path("data/mnist/model/checkpoint.pt")  # with init: train_mnist, the twin starts from its EMA weights
 
 
 def main() -> None:
     p = params.load_stage("train_mnist_cfg")
     cp = p["train_mnist_cfg"]
-    recipe = {**p["train_mnist"], **cp}  # train_mnist's recipe, with this section's epochs, device, amp and nproc
+    recipe = {**p["train_mnist"], **cp}  # train_mnist's recipe, with this section's epochs, lr, device, amp, nproc
     world, device = distributed.init(recipe["device"])
-    verify_mnist(RAW)
     x, labels = load_mnist(RAW, "train", recipe["max_images"])
     trainer = make_trainer(recipe, p["diffusion"], p["model"], x, CHECKPOINT, device, world, context_dim=10,
-                           monitor_context=digit_context(list(range(10)) * 2), nrow=10)
+                           monitor_context=digit_context(list(range(10)) * 2), nrow=10,
+                           init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None)
     trainer.run(LIVE, context=digit_context(labels).to(device), context_dropout=context_dropout(cp["p_uncond"]))
     distributed.shutdown()
 

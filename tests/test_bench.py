@@ -7,7 +7,10 @@ from ddpm import Diffusion, UNet
 from ddpm.unet import Dropout16
 
 pytest.importorskip("diffusers")
-CFG = dict(channels=32, channel_mults=[1, 2, 2], num_res_blocks=1, attention_levels=[2], heads=4, dropout=0.1, groups=32)
+CFG = dict(channels=32, channel_mults=[1, 2, 2], num_res_blocks=1, attention_levels=[2], heads=4, dropout=0.1, groups=32,
+           patch_size=1)
+DIFFUSION = dict(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02, prediction="eps", weighting="none",
+                 snr_gamma=5.0)
 
 
 @pytest.mark.parametrize("cfg", [CFG, dict(CFG, channels=64, num_res_blocks=2, attention_levels=[1, 2])])
@@ -20,7 +23,7 @@ def test_diffusers_peer_matches_our_unet(cfg):
 
 
 def test_training_flops_scale_with_batch_and_torch_dropout_swap():
-    d = Diffusion.from_params(dict(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02))
+    d = Diffusion.from_params(DIFFUSION)
     f2, f4 = training_flops(CFG, d, torch.device("cpu"), 2), training_flops(CFG, d, torch.device("cpu"), 4)
     assert f2 > 0 and f4 == pytest.approx(2 * f2, rel=0.01)
     swapped = with_torch_dropout(UNet.from_params(CFG, 1, 1000))
@@ -43,7 +46,7 @@ def test_bf16_variants_run_only_where_bf16_is_native(monkeypatch, native):
     import ddpm.bench as bench
 
     monkeypatch.setattr(bench, "native_bf16", lambda device: native)
-    d = Diffusion.from_params(dict(T=1000, schedule="linear", beta_start=1e-4, beta_end=0.02))
+    d = Diffusion.from_params(DIFFUSION)
     tiny = dict(CFG, channels=8, groups=4, heads=2)
     got = bench.train_variants(tiny, d, torch.device("cpu"), batch=4, seconds=0, rounds=1, compile_=False)
     tag = "bf16" if native else "fp32"

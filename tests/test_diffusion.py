@@ -118,3 +118,26 @@ def test_loss_decreases_when_overfitting_a_tiny_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.3 * first
+
+
+def test_v_target_and_min_snr_weights():
+    d = Diffusion(linear_betas(100), prediction="v", weighting="min_snr", snr_gamma=5.0)
+    x0, noise, t = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3), torch.tensor([0, 10, 50, 99])
+    xt = d.q_sample(x0, t, noise)
+    v = d.v_target(x0, t, noise)
+    assert torch.allclose(d.eps_from_output(xt, t, v), noise, atol=1e-5)  # ε recovered from the true v
+    snr = d.alphas_bar[t] / (1 - d.alphas_bar[t])
+    assert torch.allclose(d.loss_weights(t), (snr.clamp(max=5) / (snr + 1)).float())
+    eps_d = Diffusion(linear_betas(100), weighting="min_snr", snr_gamma=5.0)
+    w = eps_d.loss_weights(t)
+    assert torch.allclose(w, (snr.clamp(max=5) / snr).float()) and w[-1] == 1.0  # noisy steps keep weight 1
+    with pytest.raises(ValueError, match="prediction = 'x'"):
+        Diffusion(linear_betas(10), prediction="x")
+
+
+def test_the_loss_of_a_perfect_v_model_is_zero():
+    d = Diffusion(linear_betas(100), prediction="v", weighting="min_snr")
+    x0 = torch.rand(8, 1, 4, 4) * 2 - 1
+    t, noise = torch.randint(0, 100, (8,)), torch.randn(8, 1, 4, 4)
+    perfect = lambda xt, tt: d.v_target(x0, tt, noise)  # noqa: E731
+    assert d.loss(perfect, x0, t=t, noise=noise).item() < 1e-10

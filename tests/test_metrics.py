@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm.judge import Judge, judge_images, load_judge, random_shift, reference_features
 from ddpm.metrics import (check_samples, coverage, fid_clf, frechet_distance, memorization, nearest_distance,
                           recognizable)
 
@@ -56,34 +55,3 @@ def test_memorization_flags_copies():
 def test_bad_samples_are_named(bad, words):
     with pytest.raises(ValueError, match=r"eval\.pt: .*" + words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
         check_samples(bad, "eval.pt")
-
-
-def test_judge_shapes_and_a_foreign_checkpoint(tmp_path):
-    judge = Judge()
-    out = judge_images(judge, torch.rand(5, 1, 28, 28) * 2 - 1, batch_size=2)
-    assert out.features.shape == (5, 64) and torch.allclose(out.probs.sum(1), torch.ones(5))
-    torch.save({"judge": {"weight": torch.zeros(3)}}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="bad.pt: not a judge checkpoint"):
-        load_judge(tmp_path / "bad.pt")
-
-
-def test_reference_features_are_stored_with_the_judge(tmp_path):
-    """Scoring stages load the judge stage's reference features instead of recomputing them; an older
-    judge checkpoint without them is named, with the stage to re-run."""
-    judge, test = Judge(), torch.rand(5020, 1, 28, 28) * 2 - 1
-    ref = reference_features(judge_images(judge, test).features)
-    assert ref.shape == (20, 64)  # the reference half: what follows the first 5 000 (held-out) digits
-    torch.save({"judge": judge.state_dict(), "reference": ref}, tmp_path / "judge.pt")
-    assert torch.equal(load_judge(tmp_path / "judge.pt")[1], ref)
-    torch.save({"judge": judge.state_dict()}, tmp_path / "old.pt")
-    with pytest.raises(ValueError, match="old.pt: holds no reference features .* re-run dvc repro judge"):
-        load_judge(tmp_path / "old.pt")
-
-
-def test_random_shift_moves_digits_without_flipping():
-    x = -torch.ones(1, 1, 28, 28)
-    x[0, 0, 10, 12] = 1
-    shifted = random_shift(x.repeat(50, 1, 1, 1), 2, torch.Generator().manual_seed(0))
-    rows, cols = (shifted[:, 0] == 1).nonzero()[:, 1], (shifted[:, 0] == 1).nonzero()[:, 2]
-    assert len(rows) == 50 and rows.min() >= 8 and rows.max() <= 12 and cols.min() >= 10 and cols.max() <= 14
-    assert len(set(zip(rows.tolist(), cols.tolist()))) > 5

@@ -51,9 +51,13 @@ def test_every_stage_has_its_own_section_and_dvc_yaml_names_match():
     ("model.attention_levels", [5], "model.attention_levels = [5]"),
     ("sweep_mnist_cfg.steps", 5000, "sweep_mnist_cfg.steps = 5000: must be ≤ diffusion.T"),
     ("sample.steps", 50, "sample.steps = 50: the ancestral sampler visits all diffusion.T = 1000 steps"),
+    ("compare_samplers.rows", [{"sampler": "ddim", "steps": 2000, "eta": 0.0, "weights": "ema"}],
+     "compare_samplers.rows[0].steps = 2000: must be ≤ diffusion.T"),
+    ("compare_samplers.rows", [{"sampler": "euler", "steps": 20, "eta": 0.0, "weights": "ema"}],
+     "compare_samplers.rows[0].sampler = 'euler'"),
     ("runtime.amp", "fp8", "runtime.amp = 'fp8'"),
     ("train_mnist.epochs", True, "train_mnist.epochs = True"),
-    ("compare_samplers.ancestral", 1, "compare_samplers.ancestral = 1: must be one of True, False"),
+    ("download_celeba.download", 1, "download_celeba.download = 1: must be one of True, False"),
 ])
 def test_bad_values_name_the_key_and_the_range(key, value, words):
     with pytest.raises(ParamError) as e:

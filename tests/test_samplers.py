@@ -81,3 +81,58 @@ def test_run_chain_from_given_noise_is_sample(diffusion, random_unet):
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 1, 28, 28, generator=g)
     assert torch.equal(run_chain(diffusion, random_unet, x, sampler="ddim", steps=6, eta=1.0, generator=g), a)
+
+
+def test_dpm_solver_matches_diffusers_step_for_step():
+    """On diffusers' own time grid, our DPM-Solver++(2M) step gives the same x as DPMSolverMultistepScheduler."""
+    diffusers = pytest.importorskip("diffusers")
+    d = Diffusion(linear_betas(1000))
+
+    def eps(x, t):  # the exact ε of a Gaussian data law N(0.3, 0.2²): smooth, so the second-order term matters
+        ab = d.alphas_bar[t].float().view(-1, 1, 1, 1)
+        return (1 - ab).sqrt() * (x - ab.sqrt() * 0.3) / (ab * 0.04 + 1 - ab)
+
+    theirs = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
+                                                   beta_end=0.02, algorithm_type="dpmsolver++", solver_order=2,
+                                                   lower_order_final=False)
+    theirs.set_timesteps(20)
+    grid = [int(t) for t in theirs.timesteps]
+    x_theirs = x_ours = torch.randn(6, 1, 1, 1, generator=torch.Generator().manual_seed(0))
+    state = None
+    for t, t_prev in zip(grid[:8], grid[1:9]):
+        x_theirs = theirs.step(eps(x_theirs, torch.full((6,), t)), torch.tensor(t), x_theirs).prev_sample
+        x_ours, var, state = SAMPLERS["dpm++2m"](d, x_ours, t, t_prev, eps(x_ours, torch.full((6,), t)), 0.0, False,
+                                                 state)
+        assert torch.allclose(x_ours, x_theirs, atol=1e-4) and not var.any(), t
+
+
+def test_dpm_solver_first_step_is_ddim():
+    """DPM-Solver++'s first-order step is DDIM with η = 0 (same x̂_0, same target time)."""
+    d = Diffusion(linear_betas(100))
+    x, eps = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    dpm, _, state = SAMPLERS["dpm++2m"](d, x, 80, 40, eps, 0.0, True, None)
+    ddim, _, _ = SAMPLERS["ddim"](d, x, 80, 40, eps, 0.0, True, None)
+    assert torch.allclose(dpm, ddim, atol=1e-5) and state is not None
+
+
+def test_v_prediction_is_consistent_through_the_sampler():
+    """A v-model built from an ε-model (v = √ᾱ ε − √(1−ᾱ) x̂_0) samples the same images as the ε-model."""
+    eps_d, v_d = Diffusion(linear_betas(50)), Diffusion(linear_betas(50), prediction="v")
+    torch.manual_seed(0)
+    w = torch.randn(1, 1, 4, 4)
+
+    def eps_model(x, t):
+        return torch.tanh(x * w + t.view(-1, 1, 1, 1).float() / 50)
+
+    def v_model(x, t):
+        ab = eps_d.alphas_bar[t].float().view(-1, 1, 1, 1)
+        eps = eps_model(x, t)
+        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        return ab.sqrt() * eps - (1 - ab).sqrt() * x0
+
+    for sampler, steps in (("ddim", 10), ("dpm++2m", 10), ("ancestral", 50)):
+        a = sample(eps_d, eps_model, 3, (1, 4, 4), sampler=sampler, steps=steps, eta=1.0, device="cpu",
+                   generator=torch.Generator().manual_seed(1))
+        b = sample(v_d, v_model, 3, (1, 4, 4), sampler=sampler, steps=steps, eta=1.0, device="cpu",
+                   generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(a, b, atol=1e-4), sampler

@@ -88,3 +88,11 @@ def test_amp_auto_picks_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, capsys,
     warned = capsys.readouterr().err
     assert ("warning: amp = bf16 on cpu without native bf16" in warned) is (expect is None)
     assert len(warned.splitlines()) <= 1  # one line, once per process
+
+
+def test_patch_size_two_keeps_shapes_and_quarters_the_positions():
+    net = UNet(in_channels=1, channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2,
+               groups=4, dropout=0.0, num_timesteps=100, patch_size=2)
+    x = torch.randn(3, 1, 28, 28)
+    assert net(x, torch.tensor([1, 50, 99])).shape == (3, 1, 28, 28)
+    assert net.stem.in_channels == 4 and net.head[-1].out_channels == 4

@@ -1,0 +1,151 @@
+"""Quality against minutes of training: ours (the CPU profile's recipe) and diffusers' documented recipe, trained
+one after the other on this machine for the same wall-clock budgets, every snapshot scored by the pipeline's judge.
+
+    python -m ddpm.bench --quality-vs-time [--budgets 5 10 20] [--n 1000]
+
+Each recipe trains once; its EMA weights are copied when its training clock (time spent in training steps and
+the recipe's own checkpointing, not in snapshots) passes each budget. The snapshots are sampled afterwards, so
+sampling never runs beside training. Needs the pipeline's judge and MNIST: `dvc repro judge` first.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .data import load_mnist
+from .device import pick_device
+from .diffusion import Diffusion
+from .distributed import World
+from .figures import quality_vs_minutes_figure, save_figure
+from .io import save_json, save_text
+from .judge import judge_images, load_judge
+from .metrics import score, split_test
+from .peer import PeerTrainer, sample_peer
+from .samplers import image_generators, sample
+from .train import make_trainer
+from .unet import UNet
+
+RAW, JUDGE = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt")
+
+
+def train_with_snapshots(step: Callable[[], None], snapshot: Callable[[], Any], budgets_min: list[float]
+                         ) -> list[dict[str, Any]]:
+    """Call step() until the training clock passes the last budget; at each budget, snapshot() (off the clock)."""
+    clock, out, steps = 0.0, [], 0
+    for budget in sorted(budgets_min):
+        while clock < budget * 60:
+            t0 = time.perf_counter()
+            step()
+            clock += time.perf_counter() - t0
+            steps += 1
+        out.append({"minutes": budget, "steps": steps, "weights": snapshot()})
+        print(f"  {budget:g} min: {steps} steps", flush=True)
+    return out
+
+
+def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[float], workdir: Path
+               ) -> tuple[Diffusion, list[dict[str, Any]]]:
+    """The CPU profile's train_mnist recipe (params.yaml with profiles/cpu.yaml applied): snapshots of its EMA."""
+    recipe = {**p["runtime"], **p["train_mnist"]}
+    trainer = make_trainer(recipe, p["diffusion"], p["model"], data, workdir / "checkpoint.pt", torch.device("cpu"),
+                           World())
+    trainer.model.train()
+    state = {"epoch": 0, "batches": trainer.batches(0)}
+
+    def step() -> None:
+        try:
+            idx, t, noise = next(state["batches"])
+        except StopIteration:  # an epoch is over: the pipeline checkpoints here, so the clock counts it too
+            trainer.save()
+            state["epoch"] += 1
+            state["batches"] = trainer.batches(state["epoch"])
+            idx, t, noise = next(state["batches"])
+        trainer.train_step(trainer.data[idx], t=t, noise=noise)
+
+    snapshots = train_with_snapshots(step, lambda: copy.deepcopy(trainer.ema.module.state_dict()), budgets)
+    return trainer.diffusion, [{**s, "images": s["steps"] * recipe["batch_size"]} for s in snapshots]
+
+
+def train_peer(model_cfg: dict[str, Any], data: torch.Tensor, budgets: list[float], seed: int
+               ) -> tuple[PeerTrainer, list[dict[str, Any]]]:
+    """diffusers' recipe; its cosine schedule spans the steps it makes in the longest budget (timed on 30 steps after
+    5 warm-up steps)."""
+    probe = PeerTrainer(model_cfg, data, total_steps=10_000, seed=seed)
+    for _ in range(5):
+        probe.train_step()
+    t0 = time.perf_counter()
+    for _ in range(30):
+        probe.train_step()
+    total = int(max(budgets) * 60 / ((time.perf_counter() - t0) / 30))
+    peer = PeerTrainer(model_cfg, data, total_steps=total, seed=seed)
+    snapshots = train_with_snapshots(peer.train_step, lambda: copy.deepcopy(peer.ema_model().state_dict()), budgets)
+    return peer, [{**s, "images": s["steps"] * 16, "schedule_steps": total} for s in snapshots]
+
+
+def judged(judge: nn.Module, reference: torch.Tensor, x: torch.Tensor, floor: float) -> dict[str, float]:
+    out = judge_images(judge, x)
+    figures = score(out.probs, out.features, reference)
+    return {**figures, "fid_ratio": figures["fid_clf"] / floor}
+
+
+def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: int, workdir: Path,
+        seed: int = 0) -> dict[str, Any]:
+    """Train both recipes, score every snapshot; the rows of the table and the real-digit floor."""
+    device = pick_device("cpu")
+    judge, reference = load_judge(JUDGE, device)
+    x, _ = load_mnist(RAW, "train")
+    real = split_test(load_mnist(RAW, "test")[0])[0][:n]
+    real_out = judge_images(judge, real)
+    floor = {**score(real_out.probs, real_out.features, reference), "fid_ratio": 1.0}
+    sp, rows = p["sample"], []
+    print("ours: training", flush=True)
+    diffusion, ours = train_ours(p, x, budgets, workdir)
+    print("diffusers: training", flush=True)
+    peer, theirs = train_peer(p["model"], x, budgets, seed)
+    model = UNet.from_params(p["model"], 1, diffusion.T)
+    for snap in ours:
+        model.load_state_dict(snap["weights"])
+        t0 = time.perf_counter()
+        images = torch.cat([sample(diffusion, model.eval(), min(250, n - lo), (1, 28, 28), sampler=sp["sampler"],
+                                   steps=sp["steps"], eta=sp["eta"], generator=image_generators(seed, range(lo, min(n, lo + 250)), "cpu"))
+                            for lo in range(0, n, 250)])
+        rows.append({"recipe": "ours (CPU profile)", "sampler": f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}",
+                     "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
+                     **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
+        print(rows[-1], flush=True)
+    for snap in theirs:
+        peer.model.load_state_dict(snap["weights"])
+        for sampler in ("ddim", "dpm-solver++"):
+            t0 = time.perf_counter()
+            images = sample_peer(peer.model.eval(), peer.scheduler, sampler, peer_steps, n, 250, seed)
+            rows.append({"recipe": "diffusers' example", "sampler": f"{sampler} {peer_steps} steps",
+                         "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
+                         **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
+            print(rows[-1], flush=True)
+    return {"n": n, "floor": floor, "rows": rows, "peer_schedule_steps": theirs[0]["schedule_steps"]}
+
+
+def markdown(result: dict[str, Any], header: str) -> str:
+    f = result["floor"]
+    lines = [header, "", f"N = {result['n']} samples per row, each against the same reference; real digits (the floor): "
+             f"fid_clf {f['fid_clf']:.2f}, recognizable {f['recognizable']:.3f}, coverage {f['coverage']:.3f}.", "",
+             "| recipe | sampler | minutes | steps | images seen | fid_clf | × floor | recognizable | coverage | sampling s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['recipe']} | {r['sampler']} | {r['minutes']:g} | {r['steps']} | {r['images']} | {r['fid_clf']:.2f} | "
+              f"{r['fid_ratio']:.2f} | {r['recognizable']:.3f} | {r['coverage']:.3f} | {r['sample_seconds']:.0f} |"
+              for r in result["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict[str, Any], header: str, out: Path) -> None:
+    """quality_vs_time.json, .md and .png in `out`."""
+    save_json(result, out / "quality_vs_time.json")
+    save_text(markdown(result, header), out / "quality_vs_time.md")
+    curves = {f"{label[0]}, {label[1]}": frame for label, frame in pd.DataFrame(result["rows"]).groupby(["recipe", "sampler"])}
+    save_figure(quality_vs_minutes_figure(curves, result["floor"]["recognizable"]), out / "quality_vs_time.png", dpi=120)
