@@ -17,10 +17,19 @@ def profile_overrides(name: str, folder: Path = Path("profiles")) -> dict[str, o
     return read_yaml(path) or {}
 
 
+def hydra_value(value: object) -> str:
+    """`value` in the override grammar of `dvc exp run -S` (Hydra's): JSON, except that dict keys are bare."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{hydra_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(item) for item in value) + "]"
+    return json.dumps(value)
+
+
 def profile_args(name: str, folder: Path = Path("profiles")) -> list[str]:
     overrides = profile_overrides(name, folder)
     targets = overrides.pop("targets", [])  # stages to reproduce (default: all)
-    return [f"-S={key}={json.dumps(value, separators=(',', ':'))}" for key, value in overrides.items()] + targets
+    return [f"-S={key}={hydra_value(value)}" for key, value in overrides.items()] + targets
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser  # DVC's -S grammar
 
 from ddpm.params import (OPTIONAL, STAGE_SECTIONS, ParamError, load, load_stage, read_yaml, stage_sections, validate,
                          validate_all)
+from ddpm.profile import profile_args
 from tests.conftest import write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +34,16 @@ def test_the_shipped_params_and_cpu_profile_are_valid():
         assert name in p[section], key
         p[section][name] = value
     validate_all(p)
+
+
+def test_the_cpu_profile_reaches_dvc_exp_run_as_its_values():
+    """Each -S argument parses in DVC's override grammar (Hydra's) back to the profile's value, dict rows included."""
+    overrides = read_yaml(ROOT / "profiles" / "cpu.yaml")
+    targets = overrides.pop("targets")
+    args = profile_args("cpu", ROOT / "profiles")
+    assert args[len(overrides):] == targets
+    parsed = OverridesParser.create().parse_overrides([arg.removeprefix("-S=") for arg in args[:len(overrides)]])
+    assert {o.key_or_group: o.value() for o in parsed} == overrides
 
 
 def test_every_stage_has_its_own_section_and_dvc_yaml_names_match():
