@@ -10,6 +10,7 @@ sampling never runs beside training. Needs the pipeline's judge and MNIST: `dvc 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -51,12 +52,15 @@ def train_with_snapshots(step: Callable[[], None], snapshot: Callable[[], Any], 
 
 def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[float], workdir: Path
                ) -> tuple[Diffusion, list[dict[str, Any]]]:
-    """The CPU profile's train_mnist recipe (params.yaml with profiles/cpu.yaml applied): snapshots of its EMA."""
+    """The CPU profile's train_mnist recipe (params.yaml with profiles/cpu.yaml applied): snapshots of its EMA. A
+    cosine learning rate spans the whole epochs closest to what the longest budget allows (timed on steps 5–35, inside
+    the warm-up where the schedule's length does not matter yet), as the peer's schedule spans its longest budget."""
     recipe = {**p["runtime"], **p["train_mnist"]}
     trainer = make_trainer(recipe, p["diffusion"], p["model"], data, workdir / "checkpoint.pt", torch.device("cpu"),
                            World())
     trainer.model.train()
-    state = {"epoch": 0, "batches": trainer.batches(0)}
+    state = {"epoch": 0, "batches": trainer.batches(0), "done": 0, "t0": 0.0}
+    per_epoch = math.ceil(len(data) / recipe["batch_size"])
 
     def step() -> None:
         try:
@@ -67,6 +71,13 @@ def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[f
             state["batches"] = trainer.batches(state["epoch"])
             idx, t, noise = next(state["batches"])
         trainer.train_step(trainer.data[idx], t=t, noise=noise)
+        state["done"] += 1
+        if state["done"] == 5:
+            state["t0"] = time.perf_counter()
+        elif state["done"] == 35 and recipe["lr_schedule"] == "cosine":
+            rate = 30 / (time.perf_counter() - state["t0"])
+            trainer.cfg.epochs = max(1, round(max(budgets) * 60 * rate / per_epoch))
+            print(f"  cosine learning rate over {trainer.cfg.epochs} epochs ({rate:.2f} steps/s)", flush=True)
 
     snapshots = train_with_snapshots(step, lambda: copy.deepcopy(trainer.ema.module.state_dict()), budgets)
     return trainer.diffusion, [{**s, "images": s["steps"] * recipe["batch_size"]} for s in snapshots]
