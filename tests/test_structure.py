@@ -1,12 +1,14 @@
 """The code's shape: no import cycles inside ddpm, no function-local imports of its own modules, thin stages, and
 dvc.yaml declaring exactly what each stage's script needs (ddpm.pipeline)."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from ddpm.params import read_yaml
 from ddpm.pipeline import code_closure, differences, imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +90,55 @@ def test_the_closure_follows_imports_transitively():
     closure = code_closure(ROOT / "stages" / "report.py", ROOT)
     assert {"ddpm/report.py", "ddpm/figures.py", "ddpm/completion.py", "ddpm/templates", "ddpm/__init__.py"} <= closure
     assert "ddpm/launch.py" not in closure and "ddpm/train.py" not in closure
+
+
+def dvc_edges() -> set[tuple[str, str]]:
+    """(a, b) for every stage b that depends on a path stage a writes (or a path inside it)."""
+    stages = read_yaml(ROOT / "dvc.yaml")["stages"]
+
+    def paths(stage: dict, key: str) -> list[str]:
+        return [next(iter(x)) if isinstance(x, dict) else x for x in stage.get(key, [])]
+
+    return {(a, b) for a, sa in stages.items() for b, sb in stages.items() if a != b
+            for out in paths(sa, "outs") for dep in paths(sb, "deps")
+            if dep == out or dep.startswith(out.rstrip("/") + "/") or out.startswith(dep.rstrip("/") + "/")}
+
+
+def drawn_edges(drawing: str) -> set[tuple[str, str]]:
+    """Edges of docs/pipeline.md's drawing: a ── b on a line; a ─┬ / ├ / └ branches to the first stage of each
+    branch line; every line that ends in ┐ or ┤ feeds the stage on the line that ends in ◀─┘."""
+    lines = [line for line in drawing.splitlines() if line.strip() and not line.lstrip().startswith("(")]
+    edges, fork, feeds_report, sink = set(), {}, [], None
+    for line in lines:
+        tokens = [(m.start(), m.group()) for m in re.finditer(r"[a-z_]+", line)]
+        if "◀" in line:
+            sink = tokens[0][1]
+            continue
+        for (_, a), (_, b) in zip(tokens, tokens[1:]):
+            edges.add((a, b))
+        branch = re.match(r"\s*([├└])", line)
+        if branch:
+            edges.add((fork[branch.end() - 1], tokens[0][1]))
+        for column in (m.start() for m in re.finditer("┬", line)):
+            fork[column] = [name for start, name in tokens if start < column][-1]
+        if line.rstrip()[-1] in "┐┤":
+            feeds_report.append(tokens[-1][1])
+    return edges | {(a, sink) for a in feeds_report}
+
+
+def test_the_drawing_in_docs_agrees_with_dvc_dag():
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    drawing = text.split("```\n", 2)[1]
+    drawn, real = drawn_edges(drawing), dvc_edges()
+    assert drawn <= real, f"drawn but not in dvc.yaml: {sorted(drawn - real)}"
+    named = {name for edge in drawn for name in edge}
+    assert named == set(read_yaml(ROOT / "dvc.yaml")["stages"]), "the drawing names other stages than dvc.yaml"
+    reach = set(drawn)
+    while True:  # the drawing's transitive closure: a stage also feeds whatever its outputs' readers feed
+        more = {(a, d) for a, b in reach for c, d in reach if b == c} - reach
+        if not more:
+            break
+        reach |= more
+    # download_mnist and the judge feed most stages directly: the note under the drawing says so
+    missing = {(a, b) for a, b in real if a not in ("download_mnist", "judge") and (a, b) not in reach}
+    assert not missing, f"in dvc.yaml but not drawn: {sorted(missing)}"
