@@ -55,10 +55,10 @@ def test_a_damaged_latest_checkpoint_never_replaces_the_good_previous_one(tmp_pa
     ckpt = tmp_path / "checkpoint.pt"
     make_trainer(ckpt, 2).fit()
     ckpt.write_bytes(ckpt.read_bytes()[:3000])  # truncated: training falls back to .prev (epoch 1)
-    resumed = make_trainer(ckpt, 3)
+    resumed = make_trainer(ckpt, 2)
     assert resumed.try_resume() and resumed.epoch == 1
-    resumed.fit()  # saves epochs 2 and 3: the truncated file must not have become .prev
-    assert load_checkpoint(ckpt)["epoch"] == 3 and load_checkpoint(previous_path(ckpt))["epoch"] == 2
+    resumed.fit()  # one save (epoch 2): the truncated file must not have become .prev; the good epoch 1 stays
+    assert load_checkpoint(ckpt)["epoch"] == 2 and load_checkpoint(previous_path(ckpt))["epoch"] == 1
 
 
 def test_a_damaged_source_does_not_overwrite_good_mnist_files(tmp_path, mnist_dir):
