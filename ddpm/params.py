@@ -156,6 +156,7 @@ MODEL = {
     "dropout": real(0, 1, hi_open=True),
     "groups": integer(1, 128),
     "patch_size": integer(1, 4),  # > 1: p×p pixel blocks as channels (fewer, cheaper full-resolution layers)
+    "conditioning": choice("add", "scale_shift"),  # how t (and the context) enter each residual block
 }
 TRAINING = {
     "epochs": integer(1, 100_000),

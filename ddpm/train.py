@@ -337,13 +337,18 @@ def derived_seed(seed: int, epoch: int, stream: int = 0) -> int:
 
 VOLATILE = {"epochs", "log_every", "monitor_n", "monitor_steps", "monitor_judge_n", "device", "monitor_guidance",
             "monitor_prompts", "nproc"}  # run length, logging, placement: a run may resume with other values
+# Keys added after a release, at the value that does what that release did: left out of the fingerprint there, so a
+# checkpoint of that release still resumes (0.4 added model.conditioning; "add" is 0.3's residual block).
+ADDED_LATER = {"conditioning": "add"}
 
 
 def fingerprint(sections: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
     """What must match for a checkpoint to be continued: every setting that changes the result (not the run length,
     logging or the number of processes). Give `amp` as the precision it resolves to, so that amp: auto and off
     on a CPU without native bf16 (the same arithmetic) count as equal."""
-    return {**extra, **{name: {k: v for k, v in s.items() if k not in VOLATILE} for name, s in sections.items()}}
+    def kept(k: str, v: Any) -> bool:
+        return k not in VOLATILE and not (k in ADDED_LATER and v == ADDED_LATER[k])
+    return {**extra, **{name: {k: v for k, v in s.items() if kept(k, v)} for name, s in sections.items()}}
 
 
 def differing(old: Any, new: dict[str, Any]) -> str:

@@ -55,14 +55,23 @@ def _norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(groups, channels), channels)
 
 
-class ResBlock(nn.Module):
-    """h = conv(SiLU(GN(x))) + emb; out = x·W_skip + conv(dropout(SiLU(GN(h))))."""
+CONDITIONINGS = ("add", "scale_shift")
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, groups: int) -> None:
+
+class ResBlock(nn.Module):
+    """h = conv(SiLU(GN(x))); out = x·W_skip + conv(dropout(SiLU(n(h)))), where the embedding e enters as
+    n(h) = GN(h + W e) ("add", Ho et al. 2020) or n(h) = GN(h)·(1 + s) + b with (s, b) = W e ("scale_shift",
+    AdaGN of Dhariwal & Nichol 2021: GroupNorm no longer subtracts the embedding's shift within each group)."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, groups: int,
+                 conditioning: str = "add") -> None:
         super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning = {conditioning!r}: must be one of {', '.join(CONDITIONINGS)}")
+        self.scale_shift = conditioning == "scale_shift"
         self.norm1 = _norm(c_in, groups)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, c_out)
+        self.emb = nn.Linear(emb_dim, 2 * c_out if self.scale_shift else c_out)
         self.norm2 = _norm(c_out, groups)
         self.dropout = Dropout16(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
@@ -72,8 +81,13 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(emb)[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        e = self.emb(emb)[:, :, None, None]
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 
@@ -109,7 +123,7 @@ class UNet(nn.Module):
         self, in_channels: int = 1, channels: int = 64, channel_mults: Sequence[int] = (1, 2, 2),
         num_res_blocks: int = 2, attention_levels: Sequence[int] = (2,), heads: int = 4,
         dropout: float = 0.1, groups: int = 32, num_timesteps: int = 1000, context_dim: int = 0,
-        out_channels: int | None = None, patch_size: int = 1,
+        out_channels: int | None = None, patch_size: int = 1, conditioning: str = "add",
     ) -> None:
         super().__init__()
         if num_timesteps < 2:
@@ -135,7 +149,7 @@ class UNet(nn.Module):
         skips, ch = [channels], channels
         for level, mult in enumerate(channel_mults):
             for _ in range(num_res_blocks):
-                block = nn.ModuleList([ResBlock(ch, channels * mult, emb_dim, dropout, groups)])
+                block = nn.ModuleList([ResBlock(ch, channels * mult, emb_dim, dropout, groups, conditioning)])
                 ch = channels * mult
                 if level in attention_levels:
                     block.append(SelfAttention(ch, heads, groups))
@@ -146,14 +160,14 @@ class UNet(nn.Module):
                 skips.append(ch)
 
         self.mid = nn.ModuleList([
-            ResBlock(ch, ch, emb_dim, dropout, groups), SelfAttention(ch, heads, groups),
-            ResBlock(ch, ch, emb_dim, dropout, groups),
+            ResBlock(ch, ch, emb_dim, dropout, groups, conditioning), SelfAttention(ch, heads, groups),
+            ResBlock(ch, ch, emb_dim, dropout, groups, conditioning),
         ])
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mults))):
             for _ in range(num_res_blocks + 1):
-                block = nn.ModuleList([ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout, groups)])
+                block = nn.ModuleList([ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout, groups, conditioning)])
                 ch = channels * mult
                 if level in attention_levels:
                     block.append(SelfAttention(ch, heads, groups))
@@ -168,11 +182,11 @@ class UNet(nn.Module):
     @classmethod
     def from_params(cls, p: dict[str, Any], in_channels: int, num_timesteps: int, context_dim: int = 0) -> "UNet":
         """From a `model` params section: {channels, channel_mults, num_res_blocks, attention_levels, heads, dropout,
-        groups, patch_size}."""
+        groups, patch_size, conditioning}."""
         return cls(in_channels=in_channels, channels=p["channels"], channel_mults=tuple(p["channel_mults"]),
                    num_res_blocks=p["num_res_blocks"], attention_levels=tuple(p["attention_levels"]), heads=p["heads"],
                    dropout=p["dropout"], groups=p["groups"], num_timesteps=num_timesteps, context_dim=context_dim,
-                   patch_size=p["patch_size"])
+                   patch_size=p["patch_size"], conditioning=p.get("conditioning", "add"))
 
     def time_to_unit(self, t: torch.Tensor) -> torch.Tensor:
         """The integer t ∈ [0, T) as the float t / (T − 1) ∈ [0, 1]."""

@@ -51,6 +51,15 @@ def test_amp_auto_and_off_are_the_same_settings_where_bf16_is_not_native():
     assert (a == off) == (auto_dtype is None)
 
 
+def test_a_checkpoint_from_before_a_key_existed_resumes_at_its_old_behaviour(tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    make_trainer(ckpt, 1, fingerprint=fingerprint({"model": {"channels": 8}})).fit()  # 0.3: no model.conditioning
+    later = make_trainer(ckpt, 2, fingerprint=fingerprint({"model": {"channels": 8, "conditioning": "add"}}))
+    assert later.try_resume() and later.epoch == 1  # "add" is what 0.3 did: the finished epoch is kept
+    other = make_trainer(ckpt, 2, fingerprint=fingerprint({"model": {"channels": 8, "conditioning": "scale_shift"}}))
+    assert not other.try_resume()  # another architecture: set aside, not resumed
+
+
 def test_a_damaged_latest_checkpoint_never_replaces_the_good_previous_one(tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
     make_trainer(ckpt, 2).fit()

@@ -3,7 +3,7 @@ import torch
 
 from ddpm import UNet, device
 from ddpm.device import autocast_dtype, native_bf16, with_autocast
-from ddpm.unet import Dropout16
+from ddpm.unet import Dropout16, ResBlock
 from tests.conftest import randomize, tiny_unet
 
 
@@ -96,3 +96,23 @@ def test_patch_size_two_keeps_shapes_and_quarters_the_positions():
     x = torch.randn(3, 1, 28, 28)
     assert net(x, torch.tensor([1, 50, 99])).shape == (3, 1, 28, 28)
     assert net.stem.in_channels == 4 and net.head[-1].out_channels == 4
+
+
+@pytest.mark.parametrize("conditioning", ["add", "scale_shift"])
+def test_scale_shift_conditioning_survives_groupnorm_where_adding_does_not(conditioning):
+    # One channel per group: GroupNorm subtracts each channel's mean, so an added per-channel embedding vanishes;
+    # AdaGN's scale and shift come after the norm and keep it.
+    torch.manual_seed(0)
+    block = ResBlock(4, 4, emb_dim=8, dropout=0.0, groups=4, conditioning=conditioning)
+    randomize(block)
+    x, e1, e2 = torch.randn(2, 4, 6, 6), torch.randn(2, 8), torch.randn(2, 8)
+    changed = (block(x, e1) - block(x, e2)).abs().max()
+    assert bool(changed > 1e-3) is (conditioning == "scale_shift")
+
+
+def test_scale_shift_unet_is_the_identity_at_init_and_refuses_an_unknown_conditioning():
+    net = UNet(in_channels=1, channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2,
+               groups=4, dropout=0.0, num_timesteps=100, patch_size=2, conditioning="scale_shift", context_dim=10)
+    assert net(torch.randn(2, 1, 28, 28), torch.tensor([1, 99]), torch.eye(10)[:2]).abs().max() == 0  # zero head
+    with pytest.raises(ValueError, match="conditioning = 'film'"):
+        UNet(in_channels=1, channels=8, conditioning="film")
