@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -32,7 +33,7 @@ from .guidance import complete_image
 from .io import save_json, save_text
 from .judge import judge_images, load_judge
 from .metrics import score
-from .params import read_yaml, validate
+from .params import ParamError, read_yaml, validate
 from .peer import DiffusersUNet
 from .profile import profile_overrides
 from .samplers import sample
@@ -199,14 +200,29 @@ def sampling_quality(cfg: dict[str, Any], diffusion_params: dict[str, Any], step
 
 # -- the run -------------------------------------------------------------------------------
 def load_config(profile: str | None, params_path: Path = Path("params.yaml"),
-                sections: tuple[str, ...] | list[str] = ("diffusion", "model", "sample")) -> dict[str, Any]:
-    """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied."""
+                sections: tuple[str, ...] | list[str] = ("diffusion", "model", "sample"),
+                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied, then `overrides`
+    ({"section.key": value}, as `--set` gives them)."""
     params = read_yaml(params_path)
-    for key, value in (profile_overrides(profile) if profile else {}).items():
+    for key, value in {**(profile_overrides(profile) if profile else {}), **(overrides or {})}.items():
         if "." in key:  # not "targets"
             section, name = key.split(".", 1)
+            if not isinstance(params.get(section), dict) or name not in params[section]:
+                raise ParamError(f"--set {key}: no such key in {params_path}")
             params[section][name] = value
     return validate(params, list(sections))
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """["train_mnist.batch_size=64", …] → {"train_mnist.batch_size": 64, …}; values are YAML, as in params.yaml."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise ParamError(f"--set {pair}: expected section.key=value, e.g. train_mnist.batch_size=64")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def run(profile: str | None, device_name: str, batch: int, seconds: float, rounds: int, compile_: bool,
@@ -278,14 +294,19 @@ def markdown(r: dict[str, Any]) -> str:
 
 def quality_vs_time(a: argparse.Namespace) -> None:
     """`--quality-vs-time`: ours against diffusers' recipe at equal minutes of training (ddpm.curve)."""
+    sets = parse_sets(a.set)
     p = load_config(a.profile if a.profile is not None else "cpu", sections=["runtime", "diffusion", "model", "train_mnist",
-                                                                               "sample"])
+                                                                               "sample"], overrides=sets)
     with tempfile.TemporaryDirectory() as work:
-        result = curve.run(p, a.budgets, a.n, a.peer_steps, Path(work))
+        result = curve.run(p, a.budgets, a.n, a.peer_steps, Path(work), peer=not a.no_peer,
+                           label=", ".join(["CPU profile", *a.set]))
     command = "python -m ddpm.bench --quality-vs-time " + " ".join(
-        ["--budgets", *(f"{b:g}" for b in a.budgets), "--n", str(a.n), "--peer-steps", str(a.peer_steps)])
+        ["--budgets", *(f"{b:g}" for b in a.budgets), "--n", str(a.n),
+         *(["--no-peer"] if a.no_peer else ["--peer-steps", str(a.peer_steps)]), *(f"--set {kv}" for kv in a.set)])
     header = f"{time.strftime('%Y-%m-%d')}, {describe(torch.device('cpu'))}, torch {torch.__version__}: `{command}`"
-    curve.write({**result, "command": command, "device": describe(torch.device("cpu"))}, header, a.out.parent)
+    # a trial of other settings gets its own folder: the curve of the recipe as it stands is not overwritten
+    out = a.out.parent / "trials" / curve.trial_name(a.set, a.budgets, a.no_peer) if (a.set or a.no_peer) else a.out.parent
+    curve.write({**result, "command": command, "device": describe(torch.device("cpu"))}, header, out)
     print(curve.markdown(result, header))
 
 
@@ -304,6 +325,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budgets", type=float, nargs="+", default=[5, 10, 20], help="minutes of training (with --quality-vs-time)")
     ap.add_argument("--n", type=int, default=1000, help="samples judged per snapshot (with --quality-vs-time)")
     ap.add_argument("--peer-steps", type=int, default=25, help="steps of diffusers' samplers (with --quality-vs-time)")
+    ap.add_argument("--no-peer", action="store_true", help="ours only (with --quality-vs-time): a trial of a recipe change")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="change ours' settings on top of the profile (with --quality-vs-time; repeatable), "
+                         "e.g. --set train_mnist.batch_size=64")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/bench.json"))
     a = ap.parse_args(argv)
     if a.quality_vs_time:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -105,9 +106,15 @@ def judged(judge: nn.Module, reference: torch.Tensor, x: torch.Tensor, floor: fl
     return {**figures, "fid_ratio": figures["fid_clf"] / floor}
 
 
+def trial_name(sets: list[str], budgets: list[float], no_peer: bool) -> str:
+    """A folder name for a trial: its settings and budgets, e.g. 'train_mnist.batch_size=64_8min'."""
+    name = "_".join([*sets, "-".join(f"{b:g}" for b in budgets) + "min", *(["no-peer"] if no_peer else [])])
+    return re.sub(r"[^A-Za-z0-9._=+-]", "-", name)[:150]
+
+
 def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: int, workdir: Path,
-        seed: int = 0) -> dict[str, Any]:
-    """Train both recipes, score every snapshot; the rows of the table and the real-digit floor."""
+        seed: int = 0, peer: bool = True, label: str = "CPU profile") -> dict[str, Any]:
+    """Train ours (and the peer's recipe), score every snapshot; the rows of the table and the real-digit floor."""
     device = pick_device("cpu")
     judge, reference = load_judge(JUDGE, device)
     x, _ = load_mnist(RAW, "train")
@@ -117,8 +124,9 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
     sp, rows = p["sample"], []
     print("ours: training", flush=True)
     diffusion, ours = train_ours(p, x, budgets, workdir)
-    print("diffusers: training", flush=True)
-    peer, theirs = train_peer(p["model"], x, budgets, seed)
+    if peer:
+        print("diffusers: training", flush=True)
+    trainer, theirs = train_peer(p["model"], x, budgets, seed) if peer else (None, [])
     model = UNet.from_params(p["model"], 1, diffusion.T)
     for snap in ours:
         model.load_state_dict(snap["weights"])
@@ -126,20 +134,20 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
         images = torch.cat([sample(diffusion, model.eval(), min(250, n - lo), (1, 28, 28), sampler=sp["sampler"],
                                    steps=sp["steps"], eta=sp["eta"], generator=image_generators(seed, range(lo, min(n, lo + 250)), "cpu"))
                             for lo in range(0, n, 250)])
-        rows.append({"recipe": "ours (CPU profile)", "sampler": f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}",
+        rows.append({"recipe": f"ours ({label})", "sampler": f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}",
                      "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
                      **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
         print(rows[-1], flush=True)
     for snap in theirs:
-        peer.model.load_state_dict(snap["weights"])
+        trainer.model.load_state_dict(snap["weights"])
         for sampler in ("ddim", "dpm-solver++"):
             t0 = time.perf_counter()
-            images = sample_peer(peer.model.eval(), peer.scheduler, sampler, peer_steps, n, 250, seed)
+            images = sample_peer(trainer.model.eval(), trainer.scheduler, sampler, peer_steps, n, 250, seed)
             rows.append({"recipe": "diffusers' example", "sampler": f"{sampler} {peer_steps} steps",
                          "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
                          **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
             print(rows[-1], flush=True)
-    return {"n": n, "floor": floor, "rows": rows, "peer_schedule_steps": theirs[0]["schedule_steps"]}
+    return {"n": n, "floor": floor, "rows": rows, "peer_schedule_steps": theirs[0]["schedule_steps"] if theirs else None}
 
 
 def markdown(result: dict[str, Any], header: str) -> str:

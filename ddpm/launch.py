@@ -23,9 +23,8 @@ def command(stage: str, stages: Path = Path("stages")) -> list[str]:
     settings = p[stage]
     if settings["nproc"] == 1:
         return [sys.executable, script]
-    owner = "train_mnist" if stage == "train_mnist_cfg" else stage  # the twin trains with train_mnist's batch
-    batch = p[owner]["batch_size"] if stage.startswith("train") else None
-    check_launch(settings["nproc"], batch, settings["device"], owner)
+    batch = settings["batch_size"] if stage.startswith("train") else None
+    check_launch(settings["nproc"], batch, settings["device"], stage)
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings['nproc']}", script]
 
 

@@ -187,7 +187,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "model": MODEL,
     "train_mnist": {**TRAINING, "monitor_n": integer(1, 256), "monitor_judge_n": integer(0, 5000)},  # 0 or ≥ 2
-    "train_mnist_cfg": {"epochs": integer(1, 100_000), "lr": real(0, 1, lo_open=True), "p_uncond": real(0, 1),
+    "train_mnist_cfg": {"epochs": integer(1, 100_000), "batch_size": integer(1, 1_000_000),
+                        "lr": real(0, 1, lo_open=True), "p_uncond": real(0, 1),
                         "monitor_guidance": real(0, MAX_SCALE), "init": choice("scratch", "train_mnist")},
     "judge": {
         "epochs": integer(1, 1000),

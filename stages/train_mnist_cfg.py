@@ -16,11 +16,11 @@ UNCONDITIONAL = Path("data/mnist/model/checkpoint.pt")  # with init: train_mnist
 def main() -> None:
     p = params.load_stage("train_mnist_cfg")
     cp = p["train_mnist_cfg"]
-    recipe = {**p["train_mnist"], **cp}  # train_mnist's recipe, with this section's epochs, lr, device, amp, nproc
+    recipe = {**p["train_mnist"], **cp}  # train_mnist's recipe, with this section's epochs, batch, lr, device, amp, nproc
     world, device = distributed.init(recipe["device"])
     x, labels = load_mnist(RAW, "train", recipe["max_images"])
     trainer = make_trainer(recipe, p["diffusion"], p["model"], x, CHECKPOINT, device, world, context_dim=10,
-                           monitor_context=digit_context(list(range(10)) * 2), nrow=10,
+                           monitor_context=digit_context(list(range(10)) * 2), nrow=10, batch_key="train_mnist_cfg.batch_size",
                            init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None)
     trainer.run(LIVE, context=digit_context(labels).to(device), context_dropout=context_dropout(cp["p_uncond"]))
     distributed.shutdown()

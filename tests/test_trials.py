@@ -1,0 +1,37 @@
+"""A recipe trial on the quality-against-minutes curve: `python -m ddpm.bench --quality-vs-time --no-peer --set …`
+changes ours' settings on top of the CPU profile, validated like params.yaml, and writes to a folder of its own."""
+import pytest
+
+from ddpm.bench import load_config, parse_sets
+from ddpm.curve import trial_name
+from ddpm.params import ParamError
+
+SECTIONS = ["runtime", "diffusion", "model", "train_mnist", "sample"]
+
+
+def test_set_values_are_yaml_and_land_on_top_of_the_profile():
+    sets = parse_sets(["train_mnist.batch_size=64", "diffusion.prediction=v", "model.attention_levels=[1, 2]"])
+    assert sets == {"train_mnist.batch_size": 64, "diffusion.prediction": "v", "model.attention_levels": [1, 2]}
+    p = load_config("cpu", sections=SECTIONS, overrides=sets)
+    assert p["train_mnist"]["batch_size"] == 64 and p["diffusion"]["prediction"] == "v"
+    assert p["model"]["attention_levels"] == [1, 2] and p["model"]["patch_size"] == 2  # the profile's, kept
+    assert load_config("cpu", sections=SECTIONS)["train_mnist"]["batch_size"] != 32  # nothing leaks between calls
+
+
+@pytest.mark.parametrize("pair, says", [
+    ("train_mnist.batch_sise=64", "--set train_mnist.batch_sise: no such key"),
+    ("train_mnist.batch_size=-1", "train_mnist.batch_size"),
+    ("diffusion.prediction=x0", "diffusion.prediction"),
+    ("batch_size=64", "expected section.key=value"),
+    ("train_mnist.batch_size", "expected section.key=value"),
+])
+def test_a_bad_set_is_refused_in_one_line_naming_it(pair, says):
+    with pytest.raises(ParamError, match=says.replace("[", r"\[")) as e:
+        load_config("cpu", sections=SECTIONS, overrides=parse_sets([pair]))
+    assert "\n" not in str(e.value)
+
+
+def test_a_trial_gets_its_own_folder_named_by_its_settings():
+    assert trial_name(["train_mnist.batch_size=64"], [8.0], True) == "train_mnist.batch_size=64_8min_no-peer"
+    assert trial_name([], [5, 10, 20], True) == "5-10-20min_no-peer"
+    assert "/" not in trial_name(["model.channel_mults=[1, 2]", "x.y=../../etc"], [8], False)
