@@ -124,9 +124,10 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
     sp, rows = p["sample"], []
     print("ours: training", flush=True)
     diffusion, ours = train_ours(p, x, budgets, workdir)
+    peer_trainer, theirs = None, []
     if peer:
         print("diffusers: training", flush=True)
-    trainer, theirs = train_peer(p["model"], x, budgets, seed) if peer else (None, [])
+        peer_trainer, theirs = train_peer(p["model"], x, budgets, seed)
     model = UNet.from_params(p["model"], 1, diffusion.T)
     for snap in ours:
         model.load_state_dict(snap["weights"])
@@ -139,10 +140,10 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
                      **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
         print(rows[-1], flush=True)
     for snap in theirs:
-        trainer.model.load_state_dict(snap["weights"])
+        peer_trainer.model.load_state_dict(snap["weights"])
         for sampler in ("ddim", "dpm-solver++"):
             t0 = time.perf_counter()
-            images = sample_peer(trainer.model.eval(), trainer.scheduler, sampler, peer_steps, n, 250, seed)
+            images = sample_peer(peer_trainer.model.eval(), peer_trainer.scheduler, sampler, peer_steps, n, 250, seed)
             rows.append({"recipe": "diffusers' example", "sampler": f"{sampler} {peer_steps} steps",
                          "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
                          **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})

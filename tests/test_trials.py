@@ -15,7 +15,7 @@ def test_set_values_are_yaml_and_land_on_top_of_the_profile():
     p = load_config("cpu", sections=SECTIONS, overrides=sets)
     assert p["train_mnist"]["batch_size"] == 64 and p["diffusion"]["prediction"] == "v"
     assert p["model"]["attention_levels"] == [1, 2] and p["model"]["patch_size"] == 2  # the profile's, kept
-    assert load_config("cpu", sections=SECTIONS)["train_mnist"]["batch_size"] != 32  # nothing leaks between calls
+    assert load_config("cpu", sections=SECTIONS)["train_mnist"]["batch_size"] != 64  # nothing leaks between calls
 
 
 @pytest.mark.parametrize("pair, says", [

@@ -110,7 +110,7 @@ def test_scale_shift_conditioning_survives_groupnorm_where_adding_does_not(condi
     assert bool(changed > 1e-3) is (conditioning == "scale_shift")
 
 
-def test_scale_shift_unet_is_the_identity_at_init_and_refuses_an_unknown_conditioning():
+def test_a_scale_shift_unet_with_context_starts_at_zero_output_and_refuses_an_unknown_conditioning():
     net = UNet(in_channels=1, channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2,
                groups=4, dropout=0.0, num_timesteps=100, patch_size=2, conditioning="scale_shift", context_dim=10)
     assert net(torch.randn(2, 1, 28, 28), torch.tensor([1, 99]), torch.eye(10)[:2]).abs().max() == 0  # zero head
