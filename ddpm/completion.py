@@ -5,7 +5,8 @@ from typing import Any
 
 import torch
 
-ROUTE_NAMES = {"none": "no guidance", "replace": "replacement", "xt": "∇ w.r.t. x_t", "mean": "∇ w.r.t. the mean"}
+ROUTE_NAMES = {"none": "no guidance", "replace": "replacement", "xt": "∇ w.r.t. x_t", "mean": "∇ w.r.t. the mean",
+               "nearest": "nearest training digit"}
 
 
 def half_mask(shape: tuple[int, ...], hide: str) -> torch.Tensor:
@@ -47,10 +48,28 @@ def sweep_settings(scales: list[float]) -> list[tuple[str, float]]:
     return [("none", 0.0), ("replace", 0.0)] + [(route, s) for route in ("xt", "mean") for s in scales]
 
 
+def nearest_completions(train: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, k: int) -> torch.Tensor:
+    """The lookup baseline: each task's k training images closest on the given pixels, argmin_i Σ m (x_i − y)², their
+    hidden pixels filling y's: m·y + (1 − m)·x_i. Not a model: what the given half alone says about the rest, so the
+    judge's accuracy on these is a reference for the diffusion completions, not a bound.
+
+    train: (N, C, H, W); y, masks: (M, C, H, W) and (M, 1, H, W). Returns (M·k, C, H, W), image-major like the
+    sweep's completions. Distances as Σ m x² − 2 Σ m x y (+ a per-task constant): two matrix products."""
+    if not 1 <= k <= len(train):
+        raise ValueError(f"k = {k}: must be between 1 and the {len(train)} training images")
+    m = masks.expand_as(y).flatten(1)
+    flat = train.flatten(1).to(y.dtype)
+    dist = flat.pow(2) @ m.T - 2 * flat @ (m * y.flatten(1)).T  # (N, M)
+    nearest = dist.topk(k, dim=0, largest=False).indices.T.reshape(-1)  # (M·k,), task-major
+    m_rep, y_rep = masks.repeat_interleave(k, 0), y.repeat_interleave(k, 0)
+    return m_rep * y_rep + (1 - m_rep) * train[nearest].to(y.dtype)
+
+
 def completion_kwargs(route: str, scale: float) -> dict[str, Any]:
     """complete_image's arguments for a sweep row: no guidance is the gradient route at scale 0."""
-    if route not in ROUTE_NAMES:
-        raise ValueError(f"route = {route!r}: must be one of {', '.join(ROUTE_NAMES)}")
+    routes = [r for r in ROUTE_NAMES if r != "nearest"]  # the lookup is not a complete_image route
+    if route not in routes:
+        raise ValueError(f"route = {route!r}: must be one of {', '.join(routes)}")
     if route == "replace":
         return {"guidance": "replace", "scale": 0.0, "wrt": "mean"}
     return {"guidance": "gradient", "scale": 0.0 if route == "none" else scale, "wrt": "mean" if route == "none" else route}

@@ -144,7 +144,7 @@ def mnist_context(data: dict[str, Any], p: dict[str, dict[str, Any]], posterior:
         "sampler_rows": [{k: r[k] for k in ("sampler", "steps", "eta", "weights", "fid_clf", "recognizable", "coverage",
                                             "seconds")} for r in data["samplers"]["rows"]],
         "figure": data["figure"], "completion": completion, "best": best_rows(completion),
-        "baselines": {r["route"]: r["accuracy"] for r in completion if r["route"] in ("none", "replace")},
+        "baselines": {r["route"]: r["accuracy"] for r in completion if r["route"] in ("none", "replace", "nearest")},
         "completion_rows": [{k: r[k] for k in ("route", "scale", "accuracy", "mse_visible", "mse_hidden", "diversity",
                                                "seconds_per_image")} for r in completion],
         "cfg": cfg, "cfg_best": max(scaled, key=lambda r: r["accuracy"]),

@@ -1,12 +1,15 @@
 """Stage completion_sweep: complete_image on held-out half-hidden test digits, for both gradient routes × scales and
-two baselines (no guidance, replacement): judge accuracy, MSE on each half, diversity, time per image."""
+three baselines (no guidance, replacement, the nearest training digits on the given half): judge accuracy, MSE on
+each half, diversity, time per image."""
 import time
 from pathlib import Path
+
+import torch
 
 from ddpm import Diffusion, complete_image, distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
-from ddpm.completion import completion_kwargs, completion_quality, half_tasks, sweep_settings
+from ddpm.completion import completion_kwargs, completion_quality, half_tasks, nearest_completions, sweep_settings
 from ddpm.data import load_mnist
 from ddpm.figures import completion_sweep_figure, save_figure
 from ddpm.io import save_json
@@ -31,6 +34,14 @@ def main() -> None:
     y_rep, m_rep = y.repeat_interleave(k, 0), masks.repeat_interleave(k, 0)  # image-major: k completions each
     sampling = {"sampler": cp["sampler"], "steps": cp["steps"], "eta": cp["eta"]}
     rows = []
+
+    def add_row(route: str, scale: float, completions: torch.Tensor, seconds: float) -> None:
+        right = judge_images(judge, completions).probs.argmax(1) == labels[idx].repeat_interleave(k)
+        rows.append({"route": route, "scale": scale, "accuracy": float(right.float().mean()),
+                     **completion_quality(completions.view(len(y), k, *y.shape[1:]), test[idx], masks),
+                     "seconds_per_image": seconds / len(completions), "n_images": len(y), "k": k})
+        print(rows[-1])
+
     for route, scale in sweep_settings(cp["scales"]):
         t0 = time.time()
         completions = distributed.run_sharded(  # under torchrun each rank completes its share; rank 0 gathers
@@ -38,15 +49,12 @@ def main() -> None:
             lambda lo, hi: complete_image(diffusion, model, y_rep[lo:hi].to(device), m_rep[lo:hi].to(device),
                                           generator=image_generators(cp["seed"], range(lo, hi), device),
                                           **completion_kwargs(route, scale), **sampling), tuple(y.shape[1:]))
-        seconds = time.time() - t0
         if world.is_main:
-            right = judge_images(judge, completions).probs.argmax(1) == labels[idx].repeat_interleave(k)
-            rows.append({"route": route, "scale": scale, "accuracy": float(right.float().mean()),
-                         **completion_quality(completions.view(len(y), k, *y.shape[1:]), test[idx], masks),
-                         "seconds_per_image": seconds / len(completions), "n_images": len(y), "k": k})
-            print(rows[-1])
+            add_row(route, scale, completions, time.time() - t0)
     distributed.shutdown()
     if world.is_main:
+        t0 = time.time()  # the lookup baseline: what the given half alone says (the k nearest training digits)
+        add_row("nearest", 0.0, nearest_completions(load_mnist(RAW, "train")[0], y, masks, k), time.time() - t0)
         save_json(rows, OUT / "table.json")
         for route in ("xt", "mean"):
             save_json([{"scale": r["scale"], "accuracy": r["accuracy"]} for r in rows if r["route"] == route],

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ddpm.completion import (best_rows, completion_kwargs, completion_quality, figure_tasks, half_tasks,
-                             sweep_settings)
+                             nearest_completions, sweep_settings)
 
 
 def test_half_tasks_and_quality():
@@ -48,3 +48,25 @@ def test_best_rows_take_accuracy_then_consistency():
             {"route": "none", "scale": 0.0, "accuracy": 0.9, "mse_visible": 0.5}]
     best = best_rows(rows)
     assert best["xt"]["scale"] == 0.3 and best["mean"]["scale"] == 0.1
+
+
+def test_nearest_completions_are_the_brute_force_lookup_with_the_given_half_kept():
+    g = torch.Generator().manual_seed(0)
+    train = torch.rand(300, 1, 12, 12, generator=g) * 2 - 1
+    test = torch.rand(5, 1, 12, 12, generator=g) * 2 - 1
+    test[0, :, :6] = train[17, :, :6]  # task 0 (bottom hidden) shares its given half with training image 17
+    idx, y, masks = half_tasks(test, 5, seed=1)
+    k = 3
+    out = nearest_completions(train, y, masks, k)
+    assert out.shape == (10 * k, 1, 12, 12)
+    for i in range(10):
+        dist = (((train - y[i]) * masks[i]) ** 2).flatten(1).sum(1)
+        for j, nearest in enumerate(dist.topk(k, largest=False).indices):
+            expected = masks[i] * y[i] + (1 - masks[i]) * train[nearest]
+            assert torch.allclose(out[i * k + j], expected, atol=1e-6), (i, j)
+    first = int((idx[:5] == 0).nonzero()[0])  # the task of test image 0 with its bottom half hidden
+    assert torch.equal(out[first * k, :, 6:], train[17, :, 6:])
+    with pytest.raises(ValueError, match="k = 0"):
+        nearest_completions(train, y, masks, 0)
+    with pytest.raises(ValueError, match="route = 'nearest'"):
+        completion_kwargs("nearest", 0.0)
