@@ -44,14 +44,16 @@ def figure_tasks(images: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.T
 
 
 def sweep_settings(scales: list[float]) -> list[tuple[str, float]]:
-    """(route, scale) of every row of the completion sweep: the two baselines, then both gradient routes × scales."""
-    return [("none", 0.0), ("replace", 0.0)] + [(route, s) for route in ("xt", "mean") for s in scales]
+    """(route, scale) of every row of the completion sweep: two baselines of complete_image, both gradient routes ×
+    scales, then the lookup baseline (`nearest_completions`, no model)."""
+    return ([("none", 0.0), ("replace", 0.0)] + [(route, s) for route in ("xt", "mean") for s in scales]
+            + [("nearest", 0.0)])
 
 
 def nearest_completions(train: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, k: int) -> torch.Tensor:
-    """The lookup baseline: each task's k training images closest on the given pixels, argmin_i Σ m (x_i − y)², their
-    hidden pixels filling y's: m·y + (1 − m)·x_i. Not a model: what the given half alone says about the rest, so the
-    judge's accuracy on these is a reference for the diffusion completions, not a bound.
+    """The lookup baseline: each task's k training images closest on the given pixels, argmin_i Σ m (x_i − y)²,
+    their hidden pixels filling y's: m·y + (1 − m)·x_i. Not a model: what the given half alone says about the rest,
+    so the judge's accuracy on these is a reference for the diffusion completions, not a bound.
 
     train: (N, C, H, W); y, masks: (M, C, H, W) and (M, 1, H, W). Returns (M·k, C, H, W), image-major like the
     sweep's completions. Distances as Σ m x² − 2 Σ m x y (+ a per-task constant): two matrix products."""
@@ -94,6 +96,17 @@ def completion_quality(completions: torch.Tensor, originals: torch.Tensor, masks
             pair.append((d / unseen.flatten(1).sum(1).clamp(min=1)).sqrt())
     diversity = torch.stack(pair).mean().item() if pair else 0.0
     return {"mse_visible": visible.item(), "mse_hidden": hidden.item(), "diversity": diversity}
+
+
+def sweep_row(route: str, scale: float, completions: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor,
+              originals: torch.Tensor, masks: torch.Tensor, seconds: float) -> dict[str, Any]:
+    """One row of the sweep's table: the share of completions (image-major, k per task) whose predicted class (the
+    judge's) is their task's true label, `completion_quality`, and the time per completed image."""
+    k = len(completions) // len(originals)
+    right = predicted == labels.repeat_interleave(k)
+    return {"route": route, "scale": scale, "accuracy": float(right.float().mean()),
+            **completion_quality(completions.view(len(originals), k, *originals.shape[1:]), originals, masks),
+            "seconds_per_image": seconds / len(completions), "n_images": len(originals), "k": k}
 
 
 def best_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

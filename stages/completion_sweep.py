@@ -4,12 +4,10 @@ each half, diversity, time per image."""
 import time
 from pathlib import Path
 
-import torch
-
 from ddpm import Diffusion, complete_image, distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
-from ddpm.completion import completion_kwargs, completion_quality, half_tasks, nearest_completions, sweep_settings
+from ddpm.completion import completion_kwargs, half_tasks, nearest_completions, sweep_row, sweep_settings
 from ddpm.data import load_mnist
 from ddpm.figures import completion_sweep_figure, save_figure
 from ddpm.io import save_json
@@ -33,28 +31,22 @@ def main() -> None:
     k = cp["completions"]
     y_rep, m_rep = y.repeat_interleave(k, 0), masks.repeat_interleave(k, 0)  # image-major: k completions each
     sampling = {"sampler": cp["sampler"], "steps": cp["steps"], "eta": cp["eta"]}
+    train = load_mnist(RAW, "train")[0]  # for the lookup baseline: the training digits nearest on the given half
     rows = []
-
-    def add_row(route: str, scale: float, completions: torch.Tensor, seconds: float) -> None:
-        right = judge_images(judge, completions).probs.argmax(1) == labels[idx].repeat_interleave(k)
-        rows.append({"route": route, "scale": scale, "accuracy": float(right.float().mean()),
-                     **completion_quality(completions.view(len(y), k, *y.shape[1:]), test[idx], masks),
-                     "seconds_per_image": seconds / len(completions), "n_images": len(y), "k": k})
-        print(rows[-1])
-
     for route, scale in sweep_settings(cp["scales"]):
         t0 = time.time()
-        completions = distributed.run_sharded(  # under torchrun each rank completes its share; rank 0 gathers
-            len(y_rep), cp["batch_size"], world,
+        completions = nearest_completions(train, y, masks, k) if route == "nearest" else distributed.run_sharded(
+            len(y_rep), cp["batch_size"], world,  # under torchrun each rank completes its share; rank 0 gathers
             lambda lo, hi: complete_image(diffusion, model, y_rep[lo:hi].to(device), m_rep[lo:hi].to(device),
                                           generator=image_generators(cp["seed"], range(lo, hi), device),
                                           **completion_kwargs(route, scale), **sampling), tuple(y.shape[1:]))
         if world.is_main:
-            add_row(route, scale, completions, time.time() - t0)
+            predicted = judge_images(judge, completions).probs.argmax(1)
+            seconds = time.time() - t0
+            rows.append(sweep_row(route, scale, completions, predicted, labels[idx], test[idx], masks, seconds))
+            print(rows[-1])
     distributed.shutdown()
     if world.is_main:
-        t0 = time.time()  # the lookup baseline: what the given half alone says (the k nearest training digits)
-        add_row("nearest", 0.0, nearest_completions(load_mnist(RAW, "train")[0], y, masks, k), time.time() - t0)
         save_json(rows, OUT / "table.json")
         for route in ("xt", "mean"):
             save_json([{"scale": r["scale"], "accuracy": r["accuracy"]} for r in rows if r["route"] == route],

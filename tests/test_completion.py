@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ddpm.completion import (best_rows, completion_kwargs, completion_quality, figure_tasks, half_tasks,
-                             nearest_completions, sweep_settings)
+                             nearest_completions, sweep_row, sweep_settings)
 
 
 def test_half_tasks_and_quality():
@@ -33,7 +33,8 @@ def test_figure_tasks_hide_the_bottom_half_in_three_and_the_top_in_three():
 
 def test_sweep_rows_and_their_settings():
     settings = sweep_settings([0.1, 1.0])
-    assert settings == [("none", 0.0), ("replace", 0.0), ("xt", 0.1), ("xt", 1.0), ("mean", 0.1), ("mean", 1.0)]
+    assert settings == [("none", 0.0), ("replace", 0.0), ("xt", 0.1), ("xt", 1.0), ("mean", 0.1), ("mean", 1.0),
+                        ("nearest", 0.0)]
     assert completion_kwargs("none", 5.0) == {"guidance": "gradient", "scale": 0.0, "wrt": "mean"}
     assert completion_kwargs("replace", 5.0)["guidance"] == "replace"
     assert completion_kwargs("xt", 0.3) == {"guidance": "gradient", "scale": 0.3, "wrt": "xt"}
@@ -70,3 +71,13 @@ def test_nearest_completions_are_the_brute_force_lookup_with_the_given_half_kept
         nearest_completions(train, y, masks, 0)
     with pytest.raises(ValueError, match="route = 'nearest'"):
         completion_kwargs("nearest", 0.0)
+
+
+def test_a_sweep_row_reads_each_completion_against_its_own_task():
+    originals, masks = torch.rand(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
+    completions = originals.repeat_interleave(3, 0)  # image-major: 3 per task
+    labels = torch.tensor([7, 1])
+    predicted = torch.tensor([7, 7, 7, 1, 7, 1])  # task 0 all right, task 1 two of three
+    row = sweep_row("xt", 0.1, completions, predicted, labels, originals, masks, seconds=3.0)
+    assert row["accuracy"] == pytest.approx(5 / 6) and row["k"] == 3 and row["n_images"] == 2
+    assert row["seconds_per_image"] == pytest.approx(0.5) and row["mse_visible"] == 0
