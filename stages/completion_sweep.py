@@ -41,8 +41,8 @@ def main() -> None:
                                           generator=image_generators(cp["seed"], range(lo, hi), device),
                                           **completion_kwargs(route, scale), **sampling), tuple(y.shape[1:]))
         if world.is_main:
+            seconds = time.time() - t0  # the completions' time, not the judge's
             predicted = judge_images(judge, completions).probs.argmax(1)
-            seconds = time.time() - t0
             rows.append(sweep_row(route, scale, completions, predicted, labels[idx], test[idx], masks, seconds))
             print(rows[-1])
     distributed.shutdown()
