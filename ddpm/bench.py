@@ -205,12 +205,14 @@ def load_config(profile: str | None, params_path: Path = Path("params.yaml"),
     """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied, then `overrides`
     ({"section.key": value}, as `--set` gives them)."""
     params = read_yaml(params_path)
-    for key, value in {**(profile_overrides(profile) if profile else {}), **(overrides or {})}.items():
-        if "." in key:  # not "targets"
-            section, name = key.split(".", 1)
-            if not isinstance(params.get(section), dict) or name not in params[section]:
-                raise ParamError(f"--set {key}: no such key in {params_path}")
-            params[section][name] = value
+    for origin, changes in ((f"profiles/{profile}.yaml:", profile_overrides(profile) if profile else {}),
+                            ("--set", overrides or {})):
+        for key, value in changes.items():
+            if "." in key:  # not "targets"
+                section, name = key.split(".", 1)
+                if not isinstance(params.get(section), dict) or name not in params[section]:
+                    raise ParamError(f"{origin} {key}: no such key in {params_path}")
+                params[section][name] = value
     return validate(params, list(sections))
 
 

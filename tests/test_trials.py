@@ -1,5 +1,7 @@
 """A recipe trial on the quality-against-minutes curve: `python -m ddpm.bench --quality-vs-time --no-peer --set …`
 changes ours' settings on top of the CPU profile, validated like params.yaml, and writes to a folder of its own."""
+from pathlib import Path
+
 import pytest
 
 from ddpm.bench import load_config, parse_sets
@@ -35,3 +37,13 @@ def test_a_trial_gets_its_own_folder_named_by_its_settings():
     assert trial_name(["train_mnist.batch_size=64"], [8.0], True) == "train_mnist.batch_size=64_8min_no-peer"
     assert trial_name([], [5, 10, 20], True) == "5-10-20min_no-peer"
     assert "/" not in trial_name(["model.channel_mults=[1, 2]", "x.y=../../etc"], [8], False)
+
+
+def test_a_key_the_profile_misspells_is_blamed_on_the_profile_not_on_set(tmp_path, monkeypatch):
+    params = (Path(__file__).parents[1] / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(params)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "typo.yaml").write_text("train_mnist.batch_sise: 64\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamError, match=r"^profiles/typo.yaml: train_mnist.batch_sise: no such key"):
+        load_config("typo", params_path=tmp_path / "params.yaml", sections=SECTIONS)
