@@ -5,7 +5,9 @@ from typing import Any
 
 import torch
 
-ROUTE_NAMES = {"none": "no guidance", "replace": "replacement", "xt": "∇ w.r.t. x_t", "mean": "∇ w.r.t. the mean"}
+ROUTE_NAMES = {"none": "no guidance", "replace": "replacement", "xt": "∇ w.r.t. x_t", "mean": "∇ w.r.t. the mean",
+               "mcg": "∇ w.r.t. x_t, then replacement (MCG)"}
+GRADIENT_ROUTES = ("xt", "mean", "mcg")  # the routes swept over scales
 
 
 def half_mask(shape: tuple[int, ...], hide: str) -> torch.Tensor:
@@ -43,9 +45,9 @@ def figure_tasks(images: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.T
 
 
 def sweep_settings(scales: list[float]) -> list[tuple[str, float]]:
-    """(route, scale) of every row of the completion sweep: two baselines of complete_image, both gradient routes ×
+    """(route, scale) of every row of the completion sweep: two baselines of complete_image, the gradient routes ×
     scales, then the lookup baseline (`nearest_completions`, no model)."""
-    return ([("none", 0.0), ("replace", 0.0)] + [(route, s) for route in ("xt", "mean") for s in scales]
+    return ([("none", 0.0), ("replace", 0.0)] + [(route, s) for route in GRADIENT_ROUTES for s in scales]
             + [("nearest", 0.0)])
 
 
@@ -72,6 +74,8 @@ def completion_kwargs(route: str, scale: float) -> dict[str, Any]:
         raise ValueError(f"route = {route!r}: must be one of {', '.join(ROUTE_NAMES)}")
     if route == "replace":
         return {"guidance": "replace", "scale": 0.0, "wrt": "mean"}
+    if route == "mcg":
+        return {"guidance": "mcg", "scale": scale, "wrt": "xt"}
     return {"guidance": "gradient", "scale": 0.0 if route == "none" else scale, "wrt": "mean" if route == "none" else route}
 
 
@@ -110,7 +114,7 @@ def sweep_row(route: str, scale: float, completions: torch.Tensor, predicted: to
 def best_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per gradient route, the sweep row with the highest judge accuracy (ties: the smaller MSE on the given half)."""
     best = {}
-    for route in ("xt", "mean"):
+    for route in GRADIENT_ROUTES:
         candidates = [r for r in rows if r["route"] == route]
         if not candidates:
             raise ValueError(f"the completion sweep has no row for route {route!r}; re-run dvc repro completion_sweep")

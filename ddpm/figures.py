@@ -147,12 +147,14 @@ def completion_figure(originals: torch.Tensor, visible: torch.Tensor, masks: tor
 
 
 def completion_sweep_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
-    """Judge accuracy of the completions against the guidance scale, for both gradient routes and the baselines
-    (dashed lines: no guidance, replacement, and the lookup of the nearest training digits where the sweep has it)."""
+    """Judge accuracy of the completions against the guidance scale, for the gradient routes the sweep has and the
+    baselines (dashed lines: no guidance, replacement, and the lookup of the nearest training digits)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for route, label in (("xt", "∇ w.r.t. x_t (through the UNet)"), ("mean", "∇ w.r.t. the mean of x_(t-1)")):
+    for route, label in (("xt", "∇ w.r.t. x_t (through the UNet)"), ("mean", "∇ w.r.t. the mean of x_(t-1)"),
+                         ("mcg", "∇ w.r.t. x_t, then replacement (MCG)")):  # not imported: figures stays a leaf
         pts = sorted((r["scale"], r["accuracy"]) for r in rows if r["route"] == route)
-        ax.plot([s for s, _ in pts], [a for _, a in pts], "o-", label=label)
+        if pts:
+            ax.plot([s for s, _ in pts], [a for _, a in pts], "o-", label=label)
     styles = {"none": ("k", "no guidance (scale 0)"), "replace": ("#c44e52", "replacement baseline"),
               "nearest": ("#55a868", "nearest training digits (lookup)")}
     for r in rows:

@@ -1,4 +1,4 @@
-"""Guided sampling: image completion (gradient guidance, DPS-style, and the replacement baseline) and
+"""Guided sampling: image completion (gradient guidance, DPS-style, the replacement baseline and both, MCG) and
 classifier-free guidance (Ho & Salimans 2022).
 
 Completion is a `Guide` of the one sampling loop (samplers.run_chain): after each reverse step it adds
@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from .diffusion import Diffusion, NoisePredictor
-from .samplers import Generators, StepState, predict_noise, randn, run_chain
+from .samplers import Generators, Guide, StepState, predict_noise, randn, run_chain
 
 ROUTES = ("xt", "mean")
-GUIDANCES = ("gradient", "replace")
+GUIDANCES = ("gradient", "replace", "mcg")
 
 
 # -- image completion --------------------------------------------------------------------------------------------
@@ -27,7 +27,9 @@ def check_completion_inputs(y: torch.Tensor, ymask: torch.Tensor, scale: float, 
     if wrt not in ROUTES:
         raise ValueError(f"wrt = {wrt!r}: must be 'xt' (through the UNet) or 'mean' (of x_(t-1))")
     if guidance not in GUIDANCES:
-        raise ValueError(f"guidance = {guidance!r}: must be 'gradient' or 'replace'")
+        raise ValueError(f"guidance = {guidance!r}: must be 'gradient', 'replace' or 'mcg' (gradient, then replacement)")
+    if guidance == "mcg" and wrt != "xt":  # ∇ w.r.t. the mean lives on the given pixels, which replacement overwrites
+        raise ValueError(f"wrt = {wrt!r}: guidance 'mcg' needs wrt='xt' (with 'mean' it would be plain replacement)")
     if not (isinstance(scale, (int, float)) and scale >= 0):
         raise ValueError(f"scale = {scale!r}: must be a number ≥ 0")
     if y.ndim != 4:
@@ -124,6 +126,21 @@ class ReplacementGuide:
         return self.mask * y_noisy + (1 - self.mask) * x_prev
 
 
+class ProjectedGradientGuide:
+    """MCG (Chung et al. 2022, manifold-constrained gradient): the gradient step w.r.t. x_t through the UNet, then the
+    given pixels replaced by y noised to t_prev. The gradient carries the given half's evidence into the hidden one;
+    the replacement keeps the given half on the forward process's marginal q(x_{t_prev} | y)."""
+
+    def __init__(self, gradient: GradientGuide, replacement: ReplacementGuide) -> None:
+        self.gradient, self.replacement = gradient, replacement
+
+    def predict(self, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.gradient.predict(model, x, t)
+
+    def correct(self, x_prev: torch.Tensor, step: StepState, generator: Generators) -> torch.Tensor:
+        return self.replacement.correct(self.gradient.correct(x_prev, step, generator), step, generator)
+
+
 def complete_image(
     diffusion: Diffusion, model: NoisePredictor, y: torch.Tensor, ymask: torch.Tensor, scale: float = 1.0,
     wrt: str = "xt", *, guidance: str = "gradient", generator: Generators = None, clip: bool = True,
@@ -132,7 +149,8 @@ def complete_image(
     """Fill in the hidden pixels of y (ymask = 0) with samples consistent with the given ones (ymask = 1).
 
     guidance="gradient": x_{t-1} = μ + σz − s·∇ Σ_pixels (y_m·(x̂_0 − y))², the gradient w.r.t. x_t through the
-    UNet (wrt="xt") or w.r.t. the mean of x_{t-1} (wrt="mean"); guidance="replace": the replacement baseline.
+    UNet (wrt="xt") or w.r.t. the mean of x_{t-1} (wrt="mean"); guidance="replace": the replacement baseline;
+    guidance="mcg": the x_t gradient step, then replacement (`ProjectedGradientGuide`; the given half ends equal to y).
     sampler_kwargs (sampler, steps, eta) choose the sampler as in `samplers.sample`. Returns images in [−1, 1];
     a mask that hides nothing returns y; one that hides everything is `sample`.
     """
@@ -140,8 +158,10 @@ def complete_image(
     if bool(mask.all()):
         return y.clone()
     kwargs = model_kwargs or {}
-    guide = (GradientGuide(diffusion, y, mask, scale, wrt, clip, **kwargs) if guidance == "gradient"
-             else ReplacementGuide(diffusion, y, mask, **kwargs))
+    guide: Guide = (ReplacementGuide(diffusion, y, mask, **kwargs) if guidance == "replace"
+                    else GradientGuide(diffusion, y, mask, scale, wrt, clip, **kwargs))
+    if guidance == "mcg":
+        guide = ProjectedGradientGuide(guide, ReplacementGuide(diffusion, y, mask, **kwargs))
     x = randn(tuple(y.shape), generator, y.device)
     return run_chain(diffusion, model, x, generator=generator, clip=clip, guide=guide, **sampler_kwargs)
 

@@ -221,7 +221,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "figure_seed": SEED,
         "n_per_image": integer(1, 100),
         "scale": auto_or(real(0, MAX_SCALE)),
-        "route": choice("xt", "mean"),
+        "route": choice("xt", "mean", "mcg"),  # completion.GRADIENT_ROUTES (not imported: every stage imports params)
         **SAMPLING,
         "seed": SEED,
     },

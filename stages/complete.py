@@ -6,7 +6,7 @@ import torch
 from ddpm import Diffusion, complete_image, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
-from ddpm.completion import best_rows, figure_tasks
+from ddpm.completion import ROUTE_NAMES, best_rows, completion_kwargs, figure_tasks
 from ddpm.data import load_mnist
 from ddpm.device import pick_device
 from ddpm.figures import completion_figure, save_figure
@@ -32,15 +32,15 @@ def main() -> None:
     originals, visible = test[idx], test[idx] * masks
     k = cp["n_per_image"]
     completions = complete_image(
-        diffusion, model, visible.repeat_interleave(k, 0).to(device), masks.repeat_interleave(k, 0).to(device), scale,
-        cp["route"], sampler=cp["sampler"], steps=cp["steps"], eta=cp["eta"],
+        diffusion, model, visible.repeat_interleave(k, 0).to(device), masks.repeat_interleave(k, 0).to(device),
+        **completion_kwargs(cp["route"], scale), sampler=cp["sampler"], steps=cp["steps"], eta=cp["eta"],
         generator=torch.Generator(device).manual_seed(cp["seed"])).cpu().view(6, k, 1, 28, 28)
     save_torch({"indices": idx, "originals": originals, "visible": visible, "masks": masks,
                 "completions": completions, "scale": scale, "route": cp["route"]}, Path("data/mnist/completion/figure.pt"))
     save_figure(completion_figure(originals, visible, masks, completions, labels[idx].tolist(),
-                                  f"scale {scale}, gradient w.r.t. {cp['route']}"), OUT / "completion.png", dpi=130)
+                                  f"{ROUTE_NAMES[cp['route']]}, scale {scale}"), OUT / "completion.png", dpi=130)
     save_json({"scale": scale, "route": cp["route"], "test_indices": idx.tolist()}, OUT / "figure.json")
-    print(f"completion figure: {OUT / 'completion.png'} (scale {scale}, gradient w.r.t. {cp['route']})")
+    print(f"completion figure: {OUT / 'completion.png'} ({ROUTE_NAMES[cp['route']]}, scale {scale})")
 
 
 if __name__ == "__main__":

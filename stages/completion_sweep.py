@@ -1,4 +1,4 @@
-"""Stage completion_sweep: complete_image on held-out half-hidden test digits, for both gradient routes × scales and
+"""Stage completion_sweep: complete_image on held-out half-hidden test digits, for the gradient routes × scales and
 three baselines (no guidance, replacement, the nearest training digits on the given half): judge accuracy, MSE on
 each half, diversity, time per image."""
 import time
@@ -7,7 +7,8 @@ from pathlib import Path
 from ddpm import Diffusion, complete_image, distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
-from ddpm.completion import completion_kwargs, half_tasks, nearest_completions, sweep_row, sweep_settings
+from ddpm.completion import (GRADIENT_ROUTES, completion_kwargs, half_tasks, nearest_completions, sweep_row,
+                             sweep_settings)
 from ddpm.data import load_mnist
 from ddpm.figures import completion_sweep_figure, save_figure
 from ddpm.io import save_json
@@ -48,7 +49,7 @@ def main() -> None:
     distributed.shutdown()
     if world.is_main:
         save_json(rows, OUT / "table.json")
-        for route in ("xt", "mean"):
+        for route in GRADIENT_ROUTES:
             save_json([{"scale": r["scale"], "accuracy": r["accuracy"]} for r in rows if r["route"] == route],
                       OUT / f"accuracy_vs_scale_{route}.json")
         save_figure(completion_sweep_figure(rows), OUT / "accuracy_vs_scale.png", dpi=130)

@@ -34,10 +34,11 @@ def test_figure_tasks_hide_the_bottom_half_in_three_and_the_top_in_three():
 def test_sweep_rows_and_their_settings():
     settings = sweep_settings([0.1, 1.0])
     assert settings == [("none", 0.0), ("replace", 0.0), ("xt", 0.1), ("xt", 1.0), ("mean", 0.1), ("mean", 1.0),
-                        ("nearest", 0.0)]
+                        ("mcg", 0.1), ("mcg", 1.0), ("nearest", 0.0)]
     assert completion_kwargs("none", 5.0) == {"guidance": "gradient", "scale": 0.0, "wrt": "mean"}
     assert completion_kwargs("replace", 5.0)["guidance"] == "replace"
     assert completion_kwargs("xt", 0.3) == {"guidance": "gradient", "scale": 0.3, "wrt": "xt"}
+    assert completion_kwargs("mcg", 0.3) == {"guidance": "mcg", "scale": 0.3, "wrt": "xt"}
     with pytest.raises(ValueError, match="route = 'sideways'"):
         completion_kwargs("sideways", 1.0)
 
@@ -46,9 +47,12 @@ def test_best_rows_take_accuracy_then_consistency():
     rows = [{"route": "xt", "scale": 0.1, "accuracy": 0.8, "mse_visible": 0.01},
             {"route": "xt", "scale": 0.3, "accuracy": 0.8, "mse_visible": 0.001},
             {"route": "mean", "scale": 0.1, "accuracy": 0.7, "mse_visible": 0.0},
+            {"route": "mcg", "scale": 1.0, "accuracy": 0.85, "mse_visible": 0.0},
             {"route": "none", "scale": 0.0, "accuracy": 0.9, "mse_visible": 0.5}]
     best = best_rows(rows)
-    assert best["xt"]["scale"] == 0.3 and best["mean"]["scale"] == 0.1
+    assert best["xt"]["scale"] == 0.3 and best["mean"]["scale"] == 0.1 and best["mcg"]["scale"] == 1.0
+    with pytest.raises(ValueError, match="no row for route 'mcg'; re-run dvc repro completion_sweep"):
+        best_rows(rows[:3])  # a table written before the MCG route
 
 
 def test_nearest_completions_are_the_brute_force_lookup_with_the_given_half_kept():

@@ -129,6 +129,20 @@ def test_full_chain_and_replacement_run(setup):
     assert torch.allclose(r * mask, y * mask, atol=1e-6)  # replacement keeps the given pixels exactly
 
 
+def test_mcg_is_replacement_at_scale_0_and_moves_the_hidden_half_beyond(setup):
+    """guidance="mcg": the x_t gradient step, then replacement: the given pixels end equal to y at every scale; at
+    scale 0 it is the replacement baseline draw for draw, and a positive scale changes the hidden half."""
+    d, model, y, mask = setup
+    model, y, mask = model.float(), y.float(), mask.float()
+    run = lambda guidance, scale: complete_image(d, model, y, mask, scale, "xt", guidance=guidance,  # noqa: E731
+                                                 sampler="ddim", steps=10, eta=1.0,
+                                                 generator=torch.Generator().manual_seed(0))
+    replaced, mcg0, mcg = run("replace", 0.0), run("mcg", 0.0), run("mcg", 0.5)
+    assert torch.equal(mcg0, replaced)
+    assert torch.allclose(mcg * mask, y * mask, atol=1e-6)
+    assert ((mcg - replaced) * (1 - mask)).abs().max() > 1e-3
+
+
 def test_trivial_masks(setup):
     d, model, y, _ = setup
     model, y = model.float(), y.float()
@@ -145,6 +159,8 @@ def test_trivial_masks(setup):
     (dict(y=torch.full((1, 1, 28, 28), 3.0)), r"y: pixels must lie in \[-1, 1\]"),
     (dict(scale=-1.0), "scale = -1.0"),
     (dict(wrt="x0"), "wrt = 'x0'"),
+    (dict(guidance="mcg"), "wrt = 'mean': guidance 'mcg' needs wrt='xt'"),
+    (dict(guidance="both"), "guidance = 'both'"),
 ])
 def test_bad_inputs_name_the_argument(kwargs, words):
     d, model = Diffusion(linear_betas(10)), tiny_unet(T=10)

@@ -92,7 +92,7 @@ def test_dvc_exp_run_makes_every_output_without_a_warning(project):
     for png in ("complete/completion.png", "sweep_mnist_cfg/grid.png", "completion_sweep/accuracy_vs_scale.png"):
         assert (project / "reports" / png).stat().st_size > 1000
     table = json.loads((project / "reports/completion_sweep/table.json").read_text())
-    assert [r["route"] for r in table] == ["none", "replace", "xt", "xt", "mean", "mean", "nearest"]
+    assert [r["route"] for r in table] == ["none", "replace", "xt", "xt", "mean", "mean", "mcg", "mcg", "nearest"]
     assert table[-1]["mse_visible"] == 0 and "training digits nearest to it" in md
     assert len(list((project / "reports/train_mnist/plots/images/monitor").glob("epoch_*.png"))) == 2
 
