@@ -156,7 +156,7 @@ def completion_sweep_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
         if pts:
             ax.plot([s for s, _ in pts], [a for _, a in pts], "o-", label=label)
     styles = {"none": ("k", "no guidance (scale 0)"), "replace": ("#c44e52", "replacement baseline"),
-              "nearest": ("#55a868", "nearest training digits (lookup)")}
+              "nearest": ("#8172b3", "nearest training digits (lookup)")}
     for r in rows:
         if r["route"] in styles:
             color, label = styles[r["route"]]
