@@ -77,6 +77,16 @@ def test_bad_values_name_the_key_and_the_range(key, value, words):
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
+def test_complete_route_accepts_exactly_the_swept_gradient_routes():
+    """params.py spells completion.GRADIENT_ROUTES out (not imported, so a change to completion.py does not re-run
+    every stage): they must stay the same list."""
+    from ddpm.completion import GRADIENT_ROUTES
+    for route in GRADIENT_ROUTES:
+        validate(with_value("complete.route", route), ALL)
+    with pytest.raises(ParamError, match="complete.route = 'replace': must be one of 'xt', 'mean', 'mcg'"):
+        validate(with_value("complete.route", "replace"), ALL)
+
+
 def test_unknown_and_missing_keys():
     p = with_value("train_mnist.epochz", 3)
     with pytest.raises(ParamError, match="train_mnist.epochz is not a known key"):
