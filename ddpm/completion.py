@@ -5,8 +5,8 @@ from typing import Any
 
 import torch
 
-ROUTE_NAMES = {"none": "no guidance", "replace": "replacement", "xt": "∇ w.r.t. x_t", "mean": "∇ w.r.t. the mean",
-               "mcg": "∇ w.r.t. x_t, then replacement (MCG)"}
+ROUTE_NAMES = {"none": "no guidance", "replace": "replacement", "xt": "∇ w.r.t. x_t (through the UNet)",
+               "mean": "∇ w.r.t. the mean of x_(t-1)", "mcg": "∇ w.r.t. x_t, then replacement (MCG)"}
 GRADIENT_ROUTES = ("xt", "mean", "mcg")  # the routes swept over scales
 
 

@@ -146,12 +146,11 @@ def completion_figure(originals: torch.Tensor, visible: torch.Tensor, masks: tor
     return fig
 
 
-def completion_sweep_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
-    """Judge accuracy of the completions against the guidance scale, for the gradient routes the sweep has and the
-    baselines (dashed lines: no guidance, replacement, and the lookup of the nearest training digits)."""
+def completion_sweep_figure(rows: Sequence[dict[str, Any]], routes: dict[str, str]) -> plt.Figure:
+    """Judge accuracy of the completions against the guidance scale, one line per gradient route in `routes` (route →
+    label) that the sweep has, and the baselines (dashed: no guidance, replacement, the nearest training digits)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for route, label in (("xt", "∇ w.r.t. x_t (through the UNet)"), ("mean", "∇ w.r.t. the mean of x_(t-1)"),
-                         ("mcg", "∇ w.r.t. x_t, then replacement (MCG)")):  # not imported: figures stays a leaf
+    for route, label in routes.items():
         pts = sorted((r["scale"], r["accuracy"]) for r in rows if r["route"] == route)
         if pts:
             ax.plot([s for s, _ in pts], [a for _, a in pts], "o-", label=label)

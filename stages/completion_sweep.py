@@ -7,8 +7,8 @@ from pathlib import Path
 from ddpm import Diffusion, complete_image, distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
-from ddpm.completion import (GRADIENT_ROUTES, completion_kwargs, half_tasks, nearest_completions, sweep_row,
-                             sweep_settings)
+from ddpm.completion import (GRADIENT_ROUTES, ROUTE_NAMES, completion_kwargs, half_tasks, nearest_completions,
+                             sweep_row, sweep_settings)
 from ddpm.data import load_mnist
 from ddpm.figures import completion_sweep_figure, save_figure
 from ddpm.io import save_json
@@ -52,7 +52,8 @@ def main() -> None:
         for route in GRADIENT_ROUTES:
             save_json([{"scale": r["scale"], "accuracy": r["accuracy"]} for r in rows if r["route"] == route],
                       OUT / f"accuracy_vs_scale_{route}.json")
-        save_figure(completion_sweep_figure(rows), OUT / "accuracy_vs_scale.png", dpi=130)
+        save_figure(completion_sweep_figure(rows, {r: ROUTE_NAMES[r] for r in GRADIENT_ROUTES}),
+                    OUT / "accuracy_vs_scale.png", dpi=130)
 
 
 if __name__ == "__main__":
