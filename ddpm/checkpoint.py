@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .device import autocast_dtype, check_sampling_memory, with_autocast
+from .guidance import AutoGuidance
 from .io import atomic_path, ensure_free_space
 from .unet import UNet
 
@@ -91,6 +92,9 @@ def load_weights(checkpoint: Path, model: nn.Module, which: str = "ema",
     state = load_checkpoint(checkpoint)
     if diffusion_params is not None:
         check_diffusion(checkpoint, state, diffusion_params)
+    if which == "guide" and which not in state:
+        raise ValueError(f"{checkpoint}: no early weights for autoguidance; set train_mnist.guide_step > 0 (e.g. 200) "
+                         "and re-run train_mnist (dvc repro), or set the autoguidance to 0")
     try:
         missing, unexpected = model.load_state_dict(state[which], strict=new is None)
         if unexpected or any(not k.startswith(new or "") for k in missing):
@@ -103,19 +107,22 @@ def load_weights(checkpoint: Path, model: nn.Module, which: str = "ema",
 
 def load_unet(checkpoint: Path, model_params: dict[str, Any], diffusion_params: dict[str, Any], device: torch.device,
               amp: str, in_channels: int = 1, context_dim: int = 0, which: str = "ema",
-              batch: tuple[int, str] | None = None, image_size: int = 28) -> nn.Module:
+              batch: tuple[int, str] | None = None, image_size: int = 28, autoguidance: float = 0.0) -> nn.Module:
     """A trained UNet for sampling: built from its params section, the checkpoint's EMA (or raw) weights loaded after
     checking its diffusion settings, on `device`, under bf16 autocast when `amp` asks for it. batch = (batch size,
-    its params key): refused in one line if a batch of samples cannot fit in the device's memory."""
+    its params key): refused in one line if a batch of samples cannot fit in the device's memory. autoguidance = w > 0:
+    guided by the checkpoint's early weights ('guide', kept by train_mnist.guide_step), see `AutoGuidance`."""
     def build() -> UNet:
         return UNet.from_params(model_params, in_channels, diffusion_params["T"], context_dim)
 
     if batch is not None:
         check_sampling_memory(build, (in_channels, image_size, image_size), batch[0], device, batch[1],
                               context=torch.zeros(1, context_dim) if context_dim else None)
-    model = build()
-    model = load_weights(checkpoint, model, which, diffusion_params).to(device)
-    return with_autocast(model, autocast_dtype(amp, device))
+    model = with_autocast(load_weights(checkpoint, build(), which, diffusion_params).to(device), autocast_dtype(amp, device))
+    if not autoguidance:
+        return model
+    bad = with_autocast(load_weights(checkpoint, build(), "guide", diffusion_params).to(device), autocast_dtype(amp, device))
+    return AutoGuidance(model, bad, autoguidance)
 
 
 def check_diffusion(checkpoint: Path, state: dict[str, Any], diffusion_params: dict[str, Any]) -> None:

@@ -107,11 +107,12 @@ def histogram_figure(counts: Sequence[int]) -> plt.Figure:
 
 
 def sampler_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
-    """fid_clf and recognizable against the number of denoising steps, one line per sampler and η (EMA weights)."""
+    """fid_clf and recognizable against the number of denoising steps, one line per sampler, η and autoguidance w (EMA
+    weights)."""
     df = pd.DataFrame([r for r in rows if r["weights"] == "ema"]).sort_values("steps")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for (sampler, eta), group in df.groupby(["sampler", "eta"]):
-        label = sampler if sampler != "ddim" else f"ddim, η = {eta:g}"
+    for (sampler, eta, w), group in df.groupby(["sampler", "eta", "autoguidance"]):
+        label = (sampler if sampler != "ddim" else f"ddim, η = {eta:g}") + (f", autoguidance {w:g}" if w else "")
         style = "*" if sampler == "ancestral" else "o-"
         left.plot(group["steps"], group["fid_clf"], style, label=label, markersize=9 if style == "*" else 5)
         right.plot(group["steps"], group["recognizable"], style, label=label, markersize=9 if style == "*" else 5)

@@ -1,11 +1,11 @@
-"""Guided sampling: image completion (gradient guidance, DPS-style, the replacement baseline and both, MCG) and
-classifier-free guidance (Ho & Salimans 2022).
+"""Guided sampling: image completion (gradient guidance, DPS-style, the replacement baseline and both, MCG),
+classifier-free guidance (Ho & Salimans 2022) and autoguidance (Karras et al. 2024).
 
 Completion is a `Guide` of the one sampling loop (samplers.run_chain): after each reverse step it adds
 −s·∇ L, where L_i = Σ_pixels (y_m · (x̂_0 − y))² is image i's own loss (so a batch equals single images).
-Classifier-free guidance is a model wrapper, so it works with every sampler and with completion alike.
-Convention: ε̃ = (1 + w)·ε_θ(x_t, c) − w·ε_θ(x_t, ∅), where ∅ is the context multiplied by zero; w = 0 is the
-plain conditional model (diffusers' `guidance_scale` is 1 + w).
+Classifier-free guidance and autoguidance are model wrappers, so they work with every sampler and with completion
+alike. Convention: ε̃ = (1 + w)·ε_θ(x_t, c) − w·ε_θ(x_t, ∅), where ∅ is the context multiplied by zero; w = 0 is the
+plain conditional model (diffusers' `guidance_scale` is 1 + w); autoguidance puts a worse model in ∅'s place.
 """
 from __future__ import annotations
 
@@ -198,3 +198,23 @@ class ClassifierFreeGuidance(nn.Module):
                           context=torch.cat([self.context, torch.zeros_like(self.context)]))
         cond, uncond = both.chunk(2)
         return (1 + self.guidance) * cond - self.guidance * uncond
+
+
+class AutoGuidance(nn.Module):
+    """ε̃(x_t, t) = (1 + w)·ε_θ(x_t, t) − w·ε_bad(x_t, t): guidance of a model by a worse version of itself (Karras et
+    al. 2024, "Guiding a diffusion model with a bad version of itself"; their w is 1 + ours). `bad` has the good
+    model's kinds of errors, only stronger (here: the same run's EMA weights after a few hundred steps), so the
+    difference points away from them; unlike classifier-free guidance it needs no condition and keeps the variety.
+    Linear in the network's output, so it holds for v-prediction alike. w = 0 is the plain model."""
+
+    def __init__(self, model: nn.Module, bad: nn.Module, guidance: float) -> None:
+        super().__init__()
+        if guidance < 0:
+            raise ValueError(f"autoguidance = {guidance}: must be ≥ 0 (0 is the plain model)")
+        self.model, self.bad, self.guidance = model, bad, guidance
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
+        good = self.model(x, t, **model_kwargs)
+        if self.guidance == 0:
+            return good
+        return (1 + self.guidance) * good - self.guidance * self.bad(x, t, **model_kwargs)

@@ -94,22 +94,25 @@ def optional_text(key: str, v: Any) -> str:
     return v if v == "" else text(key, v)
 
 
-ROW_KEYS = {"sampler", "steps", "eta", "weights"}
+ROW_KEYS = {"sampler", "steps", "eta", "weights"}  # and optionally autoguidance (default 0)
 
 
 def sampler_rows(key: str, v: Any) -> list[dict[str, Any]]:
-    """A non-empty list of {sampler, steps, eta, weights: ema | raw}, each checked like a sampling section."""
+    """A non-empty list of {sampler, steps, eta, weights: ema | raw[, autoguidance: w]}, each checked like a sampling
+    section; autoguidance defaults to 0 (none)."""
     if not isinstance(v, list) or not v:
         raise ParamError(f"params.yaml: {key} = {v!r}: must be a non-empty list of rows "
                          "{sampler: ddim, steps: 20, eta: 0.0, weights: ema}")
     rows = []
     for i, row in enumerate(v):
-        if not isinstance(row, dict) or set(row) != ROW_KEYS:
-            raise ParamError(f"params.yaml: {key}[{i}] = {row!r}: must have exactly the keys sampler, steps, eta, weights")
+        if not isinstance(row, dict) or not ROW_KEYS <= set(row) <= ROW_KEYS | {"autoguidance"}:
+            raise ParamError(f"params.yaml: {key}[{i}] = {row!r}: must have the keys sampler, steps, eta, weights "
+                             "(and optionally autoguidance)")
         rows.append({"sampler": SAMPLER(f"{key}[{i}].sampler", row["sampler"]),
                      "steps": integer(1)(f"{key}[{i}].steps", row["steps"]),
                      "eta": real(0, 1)(f"{key}[{i}].eta", row["eta"]),
-                     "weights": choice("ema", "raw")(f"{key}[{i}].weights", row["weights"])})
+                     "weights": choice("ema", "raw")(f"{key}[{i}].weights", row["weights"]),
+                     "autoguidance": AUTOGUIDANCE(f"{key}[{i}].autoguidance", row.get("autoguidance", 0.0))})
     return rows
 
 
@@ -147,6 +150,7 @@ RUNTIME = {"device": DEVICE, "amp": AMP, "nproc": integer(1, 4096)}
 SAMPLING = {"sampler": SAMPLER, "steps": integer(1), "eta": real(0, 1)}  # η > 1 adds more noise than DDPM's
 SEED = integer(0, 2**31 - 1)  # derived seeds multiply it: larger ones overflow the generators' 64 bits
 MAX_SCALE = 100.0  # guidance and completion scales: beyond, every sample is noise or NaN (1e300 made NaN)
+AUTOGUIDANCE = real(0, MAX_SCALE)  # w of autoguidance by train_mnist's early weights (train_mnist.guide_step); 0: none
 MODEL = {
     "channels": integer(4, 1024),
     "channel_mults": int_list(1, 16),
@@ -186,7 +190,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "snr_gamma": real(0, 1000, lo_open=True),
     },
     "model": MODEL,
-    "train_mnist": {**TRAINING, "monitor_n": integer(1, 256), "monitor_judge_n": integer(0, 5000)},  # 0 or ≥ 2
+    "train_mnist": {**TRAINING, "monitor_n": integer(1, 256), "monitor_judge_n": integer(0, 5000),  # 0 or ≥ 2
+                    "guide_step": integer(0)},  # > 0: keep the EMA weights of this step (autoguidance's bad model)
     "train_mnist_cfg": {"epochs": integer(1, 100_000), "batch_size": integer(1, 1_000_000),
                         "lr": real(0, 1, lo_open=True), "p_uncond": real(0, 1),
                         "monitor_guidance": real(0, MAX_SCALE), "init": choice("scratch", "train_mnist")},
@@ -200,7 +205,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "holdout": integer(10),           # held-out training digits that fit the calibration temperature
         "reject_share": real(0, 1, hi_open=True),  # non-digits (noise, blobs, blur) per digit in a batch
     },
-    "sample": {"n_grid": integer(1, 1024), "n_eval": integer(2, 5000), **SAMPLING, "batch_size": integer(1),
+    "sample": {"n_grid": integer(1, 1024), "n_eval": integer(2, 5000), **SAMPLING, "autoguidance": AUTOGUIDANCE,
+               "batch_size": integer(1),
                "seed": SEED},
     "evaluate": {"blur_sigma": real(0, lo_open=True), "seed": SEED},
     "compare_samplers": {
@@ -283,6 +289,19 @@ OPTIONAL: dict[str, set[str]] = {name: set(RUNTIME) for name in STAGE_SECTIONS
                                  if STAGE_OWN[name] and "runtime" in STAGE_SECTIONS[name]}
 
 
+def _check_autoguidance(p: dict[str, dict[str, Any]]) -> None:
+    """Autoguidance samples with the early weights train_mnist keeps only when train_mnist.guide_step > 0."""
+    if "train_mnist" not in p or p["train_mnist"]["guide_step"]:
+        return
+    asked = ([("sample.autoguidance", p["sample"]["autoguidance"])] if "sample" in p else []) + [
+        (f"compare_samplers.rows[{i}].autoguidance", row["autoguidance"])
+        for i, row in enumerate(p.get("compare_samplers", {}).get("rows", []))]
+    for key, w in asked:
+        if w:
+            raise ParamError(f"params.yaml: {key} = {w} needs train_mnist.guide_step > 0 (the early weights it guides "
+                             "with, e.g. 200); set it, or the autoguidance to 0")
+
+
 def stage_sections(stage: str) -> list[str]:
     """The params sections `stage` reads (its own first), as dvc.yaml must declare them."""
     if stage not in STAGE_SECTIONS:
@@ -338,6 +357,7 @@ def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
     if d:
         for name, section in p.items():
             _check_steps(name, section, d)
+    _check_autoguidance(p)
     co = p.get("sweep_mnist_cfg")
     if co and co["n_per_prompt"] * len(co["prompts"]) < 2:
         raise ParamError(f"params.yaml: sweep_mnist_cfg.n_per_prompt = {co['n_per_prompt']} with "

@@ -50,13 +50,15 @@ class TrainConfig:
     autocast: torch.dtype | None = None
     lr_schedule: str = "constant"  # after the warm-up: constant (Ho et al.) or cosine (to 0 at the last step)
     ema_power: float = 0.0         # 0: EMA warm-up d = (1+n)/(10+n); > 0: d = 1 − (1+n)^(−power) (Karras et al.)
+    guide_step: int = 0            # > 0: the EMA weights after this step are kept as autoguidance's bad model
 
     @classmethod
     def from_params(cls, tp: dict[str, Any], autocast: torch.dtype | None) -> "TrainConfig":
         """From a validated `train`-like params section."""
         return cls(epochs=tp["epochs"], batch_size=tp["batch_size"], lr=tp["lr"], warmup_steps=tp["warmup_steps"],
                    ema_decay=tp["ema_decay"], grad_clip=tp["grad_clip"], seed=tp["seed"], log_every=tp["log_every"],
-                   autocast=autocast, lr_schedule=tp["lr_schedule"], ema_power=tp["ema_power"])
+                   autocast=autocast, lr_schedule=tp["lr_schedule"], ema_power=tp["ema_power"],
+                   guide_step=tp.get("guide_step", 0))
 
 
 class EMA:
@@ -120,6 +122,7 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.guide: dict[str, torch.Tensor] | None = None  # the EMA weights after cfg.guide_step steps
         torch.manual_seed(cfg.seed)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -128,6 +131,7 @@ class Trainer:
             "fingerprint": self.fingerprint, "epoch": self.epoch,
             "step": self.step, "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
             "ema_n": self.ema.n_averaged, "optimizer": self.opt.state_dict(), "history": self.history,
+            **({"guide": self.guide} if self.guide is not None else {}),
         }  # no RNG states: every draw is derived from (seed, epoch, rank)
 
     def save(self) -> None:
@@ -161,6 +165,7 @@ class Trainer:
         self.ema.n_averaged.copy_(state["ema_n"])
         self.opt.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+        self.guide = state.get("guide")
         self._say(f"{path}: resuming after epoch {self.epoch} (step {self.step})")
         return True
 
@@ -229,6 +234,8 @@ class Trainer:
         self.opt.step()
         self.ema.update_parameters(self.model)
         self.step += 1
+        if self.step == self.cfg.guide_step:  # kept in every later checkpoint; a resumed run replays up to here
+            self.guide = {k: v.detach().clone() for k, v in self.ema.module.state_dict().items()}
         return global_loss.item()
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
@@ -463,6 +470,12 @@ def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model
     monitor = MonitorGrid(diffusion, tuple(data.shape[1:]), recipe["monitor_steps"], recipe["seed"] + 1, autocast,
                           n=recipe.get("monitor_n", 16), context=monitor_context,
                           guidance=recipe.get("monitor_guidance", 0.0), nrow=nrow)
+    last_step, section = recipe["epochs"] * math.ceil(len(data) / recipe["batch_size"]), batch_key.split(".")[0]
+    if recipe.get("guide_step", 0) > last_step:
+        raise ValueError(f"{section}.guide_step = {recipe['guide_step']}: past the run's last step ({last_step}); lower it "
+                         "(a few hundred steps make a good bad model for autoguidance)")
+    if not recipe.get("guide_step", 1):  # 0 (none) leaves the fingerprint of runs made before the key existed
+        recipe = {k: v for k, v in recipe.items() if k != "guide_step"}
     if recipe["lr_schedule"] == "cosine":  # the schedule's length: other epochs give another run
         fingerprint_extra["cosine_epochs"] = recipe["epochs"]
     if init_from is not None:  # the weights it started from: a longer-trained start is another run

@@ -1,5 +1,5 @@
 """Stage compare_samplers: the same model sampled with each configured sampler × steps × η (and the raw weights
-beside their EMA), every row scored by the judge, with its wall time."""
+beside their EMA, and autoguidance by its early weights), every row scored by the judge, with its wall time."""
 import time
 from pathlib import Path
 
@@ -21,13 +21,13 @@ def main() -> None:
     world, device = distributed.init(cp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
     judge, reference = load_judge(JUDGE, device)
-    models = {w: load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"], which={"ema": "ema", "raw": "model"}[w],
-                           batch=(cp["batch_size"], "compare_samplers.batch_size"))
-              for w in {row["weights"] for row in cp["rows"]}}
+    models = {(w, ag): load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"], autoguidance=ag,
+                                 which={"ema": "ema", "raw": "model"}[w], batch=(cp["batch_size"], "compare_samplers.batch_size"))
+              for w, ag in {(row["weights"], row["autoguidance"]) for row in cp["rows"]}}
     rows = []
     for row in cp["rows"]:
         t0 = time.time()
-        x = distributed.sample_sharded(diffusion, models[row["weights"]], cp["n"], (1, 28, 28), cp["batch_size"],
+        x = distributed.sample_sharded(diffusion, models[row["weights"], row["autoguidance"]], cp["n"], (1, 28, 28), cp["batch_size"],
                                        cp["seed"], world, device, sampler=row["sampler"], steps=row["steps"],
                                        eta=row["eta"])
         seconds = time.time() - t0

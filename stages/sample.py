@@ -19,7 +19,8 @@ def main() -> None:
     sp = p["sample"]
     world, device = distributed.init(sp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, sp["amp"], batch=(sp["batch_size"], "sample.batch_size"))
+    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, sp["amp"], batch=(sp["batch_size"], "sample.batch_size"),
+                      autoguidance=sp["autoguidance"])
     seconds, images = {}, {}
     for name, n, seed in (("grid", sp["n_grid"], sp["seed"]), ("eval", sp["n_eval"], sp["seed"] + 1)):
         t0 = time.time()  # other seeds than the grid's: the grid is not in the evaluation
@@ -33,7 +34,8 @@ def main() -> None:
     save_torch(images["grid"], OUT / "grid.pt")
     save_png_grid(images["grid"][:16], OUT / "grid.png", nrow=4, zoom=4)
     save_torch(images["eval"], OUT / "eval.pt")
-    sampler = f"{sp['sampler']}, {sp['steps']} steps" + (f", η = {sp['eta']}" if sp["sampler"] != "ancestral" else "")
+    sampler = (f"{sp['sampler']}, {sp['steps']} steps" + (f", η = {sp['eta']}" if sp["sampler"] != "ancestral" else "")
+               + (f", autoguidance w = {sp['autoguidance']:g}" if sp["autoguidance"] else ""))
     save_json({"sampler": sampler, "n_grid": sp["n_grid"], "grid_seconds": seconds["grid"], "n_eval": sp["n_eval"],
                "eval_seconds": seconds["eval"], "device": str(device), "processes": world.size}, OUT / "info.json")
     print(f"{sp['n_grid']} + {sp['n_eval']} samples ({sampler}) in {OUT}")

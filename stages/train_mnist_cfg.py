@@ -16,7 +16,8 @@ UNCONDITIONAL = Path("data/mnist/model/checkpoint.pt")  # with init: train_mnist
 def main() -> None:
     p = params.load_stage("train_mnist_cfg")
     cp = p["train_mnist_cfg"]
-    recipe = {**p["train_mnist"], **cp}  # train_mnist's recipe, with this section's epochs, batch, lr, device, amp, nproc
+    recipe = {**p["train_mnist"], **cp,  # train_mnist's recipe, with this section's epochs, batch, lr, device, amp, nproc
+              "guide_step": 0}  # and no autoguidance snapshot
     world, device = distributed.init(recipe["device"])
     x, labels = load_mnist(RAW, "train", recipe["max_images"])
     trainer = make_trainer(recipe, p["diffusion"], p["model"], x, CHECKPOINT, device, world, context_dim=10,

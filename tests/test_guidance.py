@@ -1,10 +1,12 @@
 import pytest
 import torch
+from torch import nn
 
 from ddpm import Diffusion, complete_image, linear_betas, sample
 from ddpm.completion import half_mask
 from ddpm.context import digit_context
-from ddpm.guidance import ClassifierFreeGuidance, context_dropout, get_context_mask, grad_wrt_mean, grad_wrt_xt, masked_sq_error
+from ddpm.guidance import (AutoGuidance, ClassifierFreeGuidance, context_dropout, get_context_mask, grad_wrt_mean,
+                           grad_wrt_xt, masked_sq_error)
 from ddpm.samplers import SAMPLERS
 from tests.conftest import randomize, tiny_unet
 
@@ -212,3 +214,15 @@ def test_guided_sampling_gives_one_image_per_context_row(cond_unet):
     guided = ClassifierFreeGuidance(cond_unet, digit_context([7, 3, 9]), 2.0)
     x = sample(d, guided, 3, (1, 28, 28), sampler="ddim", steps=5, generator=torch.Generator().manual_seed(0))
     assert x.shape == (3, 1, 28, 28)
+
+
+def test_autoguidance_extrapolates_away_from_the_bad_model():
+    """ε̃ = (1 + w)·ε_good − w·ε_bad; w = 0 is the good model alone (the bad one is not even called)."""
+    good, bad = randomize(tiny_unet()), randomize(tiny_unet(channels=16, groups=8))
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([0, 50, 99])
+    with torch.no_grad():
+        assert not torch.allclose(good(x, t), bad(x, t), atol=1e-3)
+        assert torch.allclose(AutoGuidance(good, bad, 2.0)(x, t), 3 * good(x, t) - 2 * bad(x, t), atol=1e-5)
+        assert torch.equal(AutoGuidance(good, nn.Identity(), 0.0)(x, t), good(x, t))
+    with pytest.raises(ValueError, match="autoguidance"):
+        AutoGuidance(good, bad, -1.0)

@@ -33,15 +33,16 @@ def tiny_params(project: Path, mnist_dir: Path) -> None:
     p["diffusion"]["T"] = 50
     p["model"].update(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, groups=4)
     p["train_mnist"].update(epochs=2, max_images=256, batch_size=64, log_every=2, monitor_n=4, monitor_steps=5,
-                            monitor_judge_n=16, warmup_steps=2)
+                            monitor_judge_n=16, warmup_steps=2, guide_step=3)  # 4 steps per epoch
     p["train_mnist_cfg"].update(epochs=1, monitor_guidance=2.0)
-    p["sample"].update(n_eval=80, sampler="ddim", steps=10, batch_size=40, nproc=2)  # sharded over 2 gloo processes
+    p["sample"].update(n_eval=80, sampler="ddim", steps=10, batch_size=40, nproc=2, autoguidance=1.0)  # sharded over 2 gloo processes
     p["judge"].update(epochs=1, max_images=3000, min_accuracy=0.0, holdout=500)
     p["compare_samplers"].update(n=20, batch_size=20, nproc=2, rows=[
         {"sampler": "ancestral", "steps": 50, "eta": 1.0, "weights": "ema"},
         *({"sampler": "ddim", "steps": s, "eta": 0.0, "weights": "ema"} for s in (5, 10)),
         {"sampler": "dpm++2m", "steps": 5, "eta": 0.0, "weights": "ema"},
-        {"sampler": "ddim", "steps": 5, "eta": 0.0, "weights": "raw"}])
+        {"sampler": "ddim", "steps": 5, "eta": 0.0, "weights": "raw"},
+        {"sampler": "ddim", "steps": 5, "eta": 0.0, "weights": "ema", "autoguidance": 1.0}])
     p["sweep_mnist_cfg"].update(guidance_scales=[0.0, 2.0], n_per_prompt=3, sampler="ddim", steps=5, batch_size=30,
                                 nproc=2)
     p["completion_sweep"].update(sampler="ddim", steps=5, images=4, completions=2, scales=[0.1, 0.5], batch_size=16,
@@ -79,7 +80,8 @@ def test_dvc_exp_run_makes_every_output_without_a_warning(project):
     assert not re.search(r"WARNING|ERROR|failed", log), log[-3000:]
     assert json.loads((project / "data/mnist/source.json").read_text())["source"].startswith("dir:")
     ckpt = load_checkpoint(project / "data/mnist/model/checkpoint.pt")
-    assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
+    assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2 and set(ckpt["guide"]) == set(ckpt["ema"])
+    assert "autoguidance w = 1" in json.loads((project / "data/mnist/samples/info.json").read_text())["sampler"]
     grid = torch.load(project / "data/mnist/samples/grid.pt", weights_only=True)
     assert grid.shape == (16, 1, 28, 28) and grid.min() >= -1 and grid.max() <= 1
     assert torch.load(project / "data/mnist/samples/eval.pt", weights_only=True).shape == (80, 1, 28, 28)
@@ -88,7 +90,7 @@ def test_dvc_exp_run_makes_every_output_without_a_warning(project):
         assert (project / "reports/figures" / fig).stat().st_size > 1000
     md = (project / "reports/report.md").read_text()
     assert "\\tilde\\beta_t" in md and "figures/samples16.png" in md and "Are they recognizable?" in md
-    assert "| ancestral | 50 | 1 | ema |" in md and "| dpm++2m | 5 | 0 | ema |" in md and "complete/completion.png" in md and "the MNIST twin" in md
+    assert "| ancestral | 50 | 1 | ema | 0 |" in md and "| ddim | 5 | 0 | ema | 1 |" in md and "| dpm++2m | 5 | 0 | ema |" in md and "complete/completion.png" in md and "the MNIST twin" in md
     for png in ("complete/completion.png", "sweep_mnist_cfg/grid.png", "completion_sweep/accuracy_vs_scale.png"):
         assert (project / "reports" / png).stat().st_size > 1000
     table = json.loads((project / "reports/completion_sweep/table.json").read_text())

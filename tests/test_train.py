@@ -4,17 +4,17 @@ import pytest
 import torch
 
 from ddpm import Diffusion, linear_betas
-from ddpm.checkpoint import load_weights
+from ddpm.checkpoint import load_checkpoint, load_unet, load_weights
 from ddpm.train import TrainConfig, Trainer, truncate_live_metrics
 from tests.conftest import tiny_unet
 
 CFG = dict(epochs=2, batch_size=16, lr=1e-3, warmup_steps=3, ema_decay=0.9, grad_clip=1.0, seed=7, log_every=2)
 
 
-def make_trainer(ckpt: Path, epochs: int, fingerprint=None) -> Trainer:
+def make_trainer(ckpt: Path, epochs: int, fingerprint=None, **cfg_extra) -> Trainer:
     torch.manual_seed(0)
     data = torch.rand(48, 1, 28, 28) * 2 - 1
-    cfg = TrainConfig(**{**CFG, "epochs": epochs})
+    cfg = TrainConfig(**{**CFG, "epochs": epochs, **cfg_extra})
     return Trainer(tiny_unet(), Diffusion(linear_betas(100)), data, cfg, ckpt, fingerprint or {"run": 1})
 
 
@@ -64,6 +64,45 @@ def test_load_weights_rejects_another_architecture(tmp_path):
     load_weights(tmp_path / "f.pt", tiny_unet())
     with pytest.raises(ValueError, match="do not fit the model"):
         load_weights(tmp_path / "f.pt", tiny_unet(channels=16, groups=8))
+
+
+def test_guide_step_keeps_the_ema_weights_of_that_step_through_a_resume(tmp_path):
+    """guide_step = 2 (in epoch 1 of 3-step epochs): the checkpoints hold the EMA weights right after step 2, equal in a
+    straight run and in one killed after epoch 1 and resumed for epoch 2 (which must carry them over from the
+    checkpoint); load_unet(autoguidance=w) guides with them."""
+    probe = make_trainer(tmp_path / "p.pt", 2)
+    probe.fit()
+    assert probe.step == 6  # 48 images / 16: 3 steps per epoch
+    straight = make_trainer(tmp_path / "a.pt", 2, guide_step=2)
+    seen = {}
+    step = straight.train_step
+    def spy(*a, **k):
+        loss = step(*a, **k)
+        if straight.step == 2:
+            seen.update({n: v.clone() for n, v in straight.ema.module.state_dict().items()})
+        return loss
+    straight.train_step = spy
+    straight.fit()
+    first = make_trainer(tmp_path / "b.pt", 1, guide_step=2)
+    first.fit()
+    resumed = make_trainer(tmp_path / "b.pt", 2, guide_step=2)
+    assert resumed.try_resume()
+    resumed.fit()
+    for path in (tmp_path / "a.pt", tmp_path / "b.pt"):
+        guide = load_checkpoint(path)["guide"]
+        assert all(torch.equal(guide[n], v) for n, v in seen.items())
+        assert not all(torch.equal(guide[n], v) for n, v in load_checkpoint(path)["ema"].items())
+    good = load_weights(tmp_path / "a.pt", tiny_unet())
+    bad = load_weights(tmp_path / "a.pt", tiny_unet(), which="guide")
+    tiny = {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_levels": [1], "heads": 2,
+            "dropout": 0.0, "groups": 4, "patch_size": 1}  # tiny_unet's
+    guided = load_unet(tmp_path / "a.pt", tiny, {"T": 100}, torch.device("cpu"), "off", autoguidance=1.5)
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 90])
+    with torch.no_grad():
+        assert not torch.allclose(good(x, t), bad(x, t), atol=1e-4)
+        assert torch.allclose(guided(x, t), 2.5 * good(x, t) - 1.5 * bad(x, t), atol=1e-5)
+    with pytest.raises(ValueError, match="guide_step"):
+        load_weights(tmp_path / "p.pt", tiny_unet(), which="guide")
 
 
 def test_truncate_live_metrics(tmp_path):
