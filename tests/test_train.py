@@ -5,9 +5,12 @@ import torch
 
 from ddpm import Diffusion, linear_betas
 from ddpm.checkpoint import load_checkpoint, load_unet, load_weights
+from ddpm.distributed import World
 from ddpm.train import TrainConfig, Trainer, truncate_live_metrics
 from tests.conftest import tiny_unet
 
+TINY_MODEL = {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_levels": [1], "heads": 2,
+              "dropout": 0.0, "groups": 4, "patch_size": 1}  # tiny_unet's, as a params section
 CFG = dict(epochs=2, batch_size=16, lr=1e-3, warmup_steps=3, ema_decay=0.9, grad_clip=1.0, seed=7, log_every=2)
 
 
@@ -94,9 +97,7 @@ def test_guide_step_keeps_the_ema_weights_of_that_step_through_a_resume(tmp_path
         assert not all(torch.equal(guide[n], v) for n, v in load_checkpoint(path)["ema"].items())
     good = load_weights(tmp_path / "a.pt", tiny_unet())
     bad = load_weights(tmp_path / "a.pt", tiny_unet(), which="guide")
-    tiny = {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_levels": [1], "heads": 2,
-            "dropout": 0.0, "groups": 4, "patch_size": 1}  # tiny_unet's
-    guided = load_unet(tmp_path / "a.pt", tiny, {"T": 100}, torch.device("cpu"), "off", autoguidance=1.5)
+    guided = load_unet(tmp_path / "a.pt", TINY_MODEL, {"T": 100}, torch.device("cpu"), "off", autoguidance=1.5)
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 90])
     with torch.no_grad():
         assert not torch.allclose(good(x, t), bad(x, t), atol=1e-4)
@@ -111,3 +112,13 @@ def test_truncate_live_metrics(tmp_path):
     f.write_text("step\tloss\n2\t1.0\n4\t0.9\n6\t0.8\n")
     truncate_live_metrics(tmp_path, 4)
     assert f.read_text() == "step\tloss\n2\t1.0\n4\t0.9\n"
+
+
+def test_a_guide_step_past_the_last_step_is_refused_in_one_line(tmp_path):
+    from ddpm.params import read_yaml, validate_all
+    from ddpm.train import make_trainer as make_stage_trainer
+    p = validate_all(read_yaml(Path(__file__).resolve().parents[1] / "params.yaml"))
+    recipe = {**p["runtime"], **p["train_mnist"], "epochs": 1, "batch_size": 16, "guide_step": 4}  # 3 steps
+    with pytest.raises(ValueError, match=r"^train_mnist.guide_step = 4: past the run's last step \(3\)"):
+        make_stage_trainer(recipe, p["diffusion"], TINY_MODEL, torch.rand(48, 1, 28, 28), tmp_path / "c.pt",
+                           torch.device("cpu"), World())
