@@ -93,8 +93,9 @@ def load_weights(checkpoint: Path, model: nn.Module, which: str = "ema",
     if diffusion_params is not None:
         check_diffusion(checkpoint, state, diffusion_params)
     if which == "guide" and which not in state:
-        raise ValueError(f"{checkpoint}: no early weights for autoguidance; set train_mnist.guide_step > 0 (e.g. 200) "
-                         "and re-run train_mnist (dvc repro), or set the autoguidance to 0")
+        raise ValueError(f"{checkpoint}: no early weights for autoguidance (trained with train_mnist.guide_step = 0, "
+                         "or by a release before 0.5); set guide_step > 0 (e.g. 200) and re-run train_mnist (dvc repro), "
+                         "or set the autoguidance to 0")
     try:
         missing, unexpected = model.load_state_dict(state[which], strict=new is None)
         if unexpected or any(not k.startswith(new or "") for k in missing):

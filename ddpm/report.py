@@ -133,6 +133,7 @@ def mnist_context(data: dict[str, Any], p: dict[str, dict[str, Any]], posterior:
     scaled = [r for r in cfg if r["guidance"] != "uncond"]
     return {
         "history": history, "n_train": _images_per_epoch(history), "batch_size": p["train_mnist"]["batch_size"],
+        "guide_step": p["train_mnist"]["guide_step"],
         "minutes": sum(h["seconds"] for h in history) / 60, "device": data["info"]["device"], "loss_png": "figures/loss.png",
         "epochs": [{k: h[k] for k in ("epoch", "step", "loss", "seconds", "images_per_s")} for h in history],
         "info": data["info"], "evaluation": ev,

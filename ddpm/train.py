@@ -235,7 +235,7 @@ class Trainer:
         self.ema.update_parameters(self.model)
         self.step += 1
         if self.step == self.cfg.guide_step:  # kept in every later checkpoint; a resumed run replays up to here
-            self.guide = {k: v.detach().clone() for k, v in self.ema.module.state_dict().items()}
+            self.guide = {k: v.detach().to("cpu", copy=True) for k, v in self.ema.module.state_dict().items()}
         return global_loss.item()
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
@@ -345,8 +345,9 @@ def derived_seed(seed: int, epoch: int, stream: int = 0) -> int:
 VOLATILE = {"epochs", "log_every", "monitor_n", "monitor_steps", "monitor_judge_n", "device", "monitor_guidance",
             "monitor_prompts", "nproc"}  # run length, logging, placement: a run may resume with other values
 # Keys added after a release, at the value that does what that release did: left out of the fingerprint there, so a
-# checkpoint of that release still resumes (0.4 added model.conditioning; "add" is 0.3's residual block).
-ADDED_LATER = {"conditioning": "add"}
+# checkpoint of that release still resumes (0.4 added model.conditioning, "add" being 0.3's residual block; 0.5
+# train_mnist.guide_step, 0 taking no snapshot).
+ADDED_LATER = {"conditioning": "add", "guide_step": 0}
 
 
 def fingerprint(sections: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -448,19 +449,20 @@ def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model
                  data: torch.Tensor, checkpoint: Path, device: torch.device, world: World, *, context_dim: int = 0,
                  monitor_context: torch.Tensor | None = None, nrow: int = 8,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 probe: Callable[[nn.Module], dict[str, float]] | None = None, batch_key: str = "train_mnist.batch_size",
+                 probe: Callable[[nn.Module], dict[str, float]] | None = None, section: str = "train_mnist",
                  init_from: Path | None = None, **fingerprint_extra: Any) -> Trainer:
     """A Trainer for a training stage's params: the UNet (seeded), its monitoring grid and its resume fingerprint.
 
     recipe: a train_mnist-like section with runtime keys merged in (device, amp). monitor_context: the grid's
     context rows (then guided with recipe["monitor_guidance"]); None draws recipe["monitor_n"] unconditional images.
+    section: the params section the recipe comes from, named in its one-line refusals.
     """
     diffusion = Diffusion.from_params(diffusion_params)
     def build() -> UNet:
         return UNet.from_params(model_params, data.shape[1], diffusion.T, context_dim)
 
-    check_training_memory(build, tuple(data.shape[1:]), recipe["batch_size"] // world.size, device, batch_key,
-                          context=torch.zeros(1, context_dim) if context_dim else None)
+    check_training_memory(build, tuple(data.shape[1:]), recipe["batch_size"] // world.size, device,
+                          f"{section}.batch_size", context=torch.zeros(1, context_dim) if context_dim else None)
     torch.manual_seed(recipe["seed"])
     model = build()
     if init_from is not None:  # a fresh run starts from these weights (a resumed one from its checkpoint)
@@ -470,12 +472,10 @@ def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model
     monitor = MonitorGrid(diffusion, tuple(data.shape[1:]), recipe["monitor_steps"], recipe["seed"] + 1, autocast,
                           n=recipe.get("monitor_n", 16), context=monitor_context,
                           guidance=recipe.get("monitor_guidance", 0.0), nrow=nrow)
-    last_step, section = recipe["epochs"] * math.ceil(len(data) / recipe["batch_size"]), batch_key.split(".")[0]
-    if recipe.get("guide_step", 0) > last_step:
-        raise ValueError(f"{section}.guide_step = {recipe['guide_step']}: past the run's last step ({last_step}); lower it "
-                         "(a few hundred steps make a good bad model for autoguidance)")
-    if not recipe.get("guide_step", 1):  # 0 (none) leaves the fingerprint of runs made before the key existed
-        recipe = {k: v for k, v in recipe.items() if k != "guide_step"}
+    last_step = recipe["epochs"] * math.ceil(len(data) / recipe["batch_size"])
+    if recipe.get("guide_step", 0) >= last_step:  # at the last step the "bad" model would be the final one
+        raise ValueError(f"{section}.guide_step = {recipe['guide_step']}: not before the run's last step ({last_step}); "
+                         "lower it (a few hundred steps make a good bad model for autoguidance)")
     if recipe["lr_schedule"] == "cosine":  # the schedule's length: other epochs give another run
         fingerprint_extra["cosine_epochs"] = recipe["epochs"]
     if init_from is not None:  # the weights it started from: a longer-trained start is another run

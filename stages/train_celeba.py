@@ -31,7 +31,7 @@ def main() -> None:
     monitor_context = prompt_embeddings(emb, tp["monitor_prompts"], EMB)
     trainer = make_trainer(tp, p["diffusion"], p["celeba_model"], images, CHECKPOINT, device, world,
                            context_dim=context.shape[1], monitor_context=monitor_context, nrow=len(monitor_context),
-                           transform=lambda x: random_hflip(to_model_range(x)), batch_key="train_celeba.batch_size",
+                           transform=lambda x: random_hflip(to_model_range(x)), section="train_celeba",
                            image_size=images.shape[-1],
                            clip=emb["model"])
     trainer.run(LIVE, context=context.to(device), context_dropout=context_dropout(tp["p_uncond"]))

@@ -21,7 +21,7 @@ def main() -> None:
     world, device = distributed.init(recipe["device"])
     x, labels = load_mnist(RAW, "train", recipe["max_images"])
     trainer = make_trainer(recipe, p["diffusion"], p["model"], x, CHECKPOINT, device, world, context_dim=10,
-                           monitor_context=digit_context(list(range(10)) * 2), nrow=10, batch_key="train_mnist_cfg.batch_size",
+                           monitor_context=digit_context(list(range(10)) * 2), nrow=10, section="train_mnist_cfg",
                            init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None)
     trainer.run(LIVE, context=digit_context(labels).to(device), context_dropout=context_dropout(cp["p_uncond"]))
     distributed.shutdown()

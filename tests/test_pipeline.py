@@ -214,6 +214,8 @@ def test_more_epochs_resume_instead_of_restarting_also_under_torchrun(project):
     p["train_mnist"]["epochs"] = 3
     p["train_mnist"]["nproc"] = 2  # and under torchrun (2 gloo processes), through the stage's launcher
     write_yaml(p, project / "params.yaml")
+    guide = load_checkpoint(project / "data/mnist/model/checkpoint.pt")["guide"]  # taken at step 3, in epoch 1
     out = run(DVC + ["repro", "train_mnist"], project).stdout
     assert "resuming after epoch 2" in out and "× 2 processes" in out
-    assert load_checkpoint(project / "data/mnist/model/checkpoint.pt")["epoch"] == 3
+    resumed = load_checkpoint(project / "data/mnist/model/checkpoint.pt")
+    assert resumed["epoch"] == 3 and all(torch.equal(resumed["guide"][k], v) for k, v in guide.items())

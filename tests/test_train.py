@@ -6,7 +6,7 @@ import torch
 from ddpm import Diffusion, linear_betas
 from ddpm.checkpoint import load_checkpoint, load_unet, load_weights
 from ddpm.distributed import World
-from ddpm.train import TrainConfig, Trainer, truncate_live_metrics
+from ddpm.train import TrainConfig, Trainer, fingerprint, truncate_live_metrics
 from tests.conftest import tiny_unet
 
 TINY_MODEL = {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_levels": [1], "heads": 2,
@@ -91,6 +91,7 @@ def test_guide_step_keeps_the_ema_weights_of_that_step_through_a_resume(tmp_path
     resumed = make_trainer(tmp_path / "b.pt", 2, guide_step=2)
     assert resumed.try_resume()
     resumed.fit()
+    assert seen
     for path in (tmp_path / "a.pt", tmp_path / "b.pt"):
         guide = load_checkpoint(path)["guide"]
         assert all(torch.equal(guide[n], v) for n, v in seen.items())
@@ -114,11 +115,19 @@ def test_truncate_live_metrics(tmp_path):
     assert f.read_text() == "step\tloss\n2\t1.0\n4\t0.9\n"
 
 
-def test_a_guide_step_past_the_last_step_is_refused_in_one_line(tmp_path):
+def test_guide_step_0_leaves_the_fingerprint_of_older_checkpoints():
+    """0.5 added train_mnist.guide_step: at 0 (no snapshot) a checkpoint of 0.4 still resumes; > 0 is another run."""
+    before = fingerprint({"recipe": {"lr": 1e-3}})
+    assert fingerprint({"recipe": {"lr": 1e-3, "guide_step": 0}}) == before
+    assert fingerprint({"recipe": {"lr": 1e-3, "guide_step": 200}}) != before
+
+
+@pytest.mark.parametrize("step", [3, 4])
+def test_a_guide_step_not_before_the_last_step_is_refused_in_one_line(tmp_path, step):
     from ddpm.params import read_yaml, validate_all
     from ddpm.train import make_trainer as make_stage_trainer
     p = validate_all(read_yaml(Path(__file__).resolve().parents[1] / "params.yaml"))
-    recipe = {**p["runtime"], **p["train_mnist"], "epochs": 1, "batch_size": 16, "guide_step": 4}  # 3 steps
-    with pytest.raises(ValueError, match=r"^train_mnist.guide_step = 4: past the run's last step \(3\)"):
+    recipe = {**p["runtime"], **p["train_mnist"], "epochs": 1, "batch_size": 16, "guide_step": step}  # 3 steps
+    with pytest.raises(ValueError, match=rf"^train_mnist.guide_step = {step}: not before the run's last step \(3\)"):
         make_stage_trainer(recipe, p["diffusion"], TINY_MODEL, torch.rand(48, 1, 28, 28), tmp_path / "c.pt",
                            torch.device("cpu"), World())
