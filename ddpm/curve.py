@@ -5,7 +5,9 @@ one after the other on this machine for the same wall-clock budgets, every snaps
 
 Each recipe trains once; its EMA weights are copied when its training clock (time spent in training steps and
 the recipe's own checkpointing, not in snapshots) passes each budget. The snapshots are sampled afterwards, so
-sampling never runs beside training. Needs the pipeline's judge and MNIST: `dvc repro judge` first.
+sampling never runs beside training; ours is sampled as the sample stage samples (its sampler, and autoguidance by
+the early weights once train_mnist.guide_step has passed). Needs the pipeline's judge and MNIST: `dvc repro judge`
+first.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from .device import pick_device
 from .diffusion import Diffusion
 from .distributed import World
 from .figures import quality_vs_minutes_figure, save_figure
+from .guidance import AutoGuidance
 from .io import save_json, save_text
 from .judge import judge_images, load_judge
 from .metrics import score, split_test
@@ -53,9 +56,10 @@ def train_with_snapshots(step: Callable[[], None], snapshot: Callable[[], Any], 
 
 def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[float], workdir: Path
                ) -> tuple[Diffusion, list[dict[str, Any]]]:
-    """The CPU profile's train_mnist recipe (params.yaml with profiles/cpu.yaml applied): snapshots of its EMA. A
-    cosine learning rate spans the whole epochs closest to what the longest budget allows (timed on steps 5–35, inside
-    the warm-up where the schedule's length does not matter yet), as the peer's schedule spans its longest budget."""
+    """The CPU profile's train_mnist recipe (params.yaml with profiles/cpu.yaml applied): snapshots of its EMA, each
+    with the early EMA weights kept by train_mnist.guide_step once that step has passed (None before). A cosine
+    learning rate spans the whole epochs closest to what the longest budget allows (timed on steps 5–35, inside the
+    warm-up where the schedule's length does not matter yet), as the peer's schedule spans its longest budget."""
     recipe = {**p["runtime"], **p["train_mnist"]}
     trainer = make_trainer(recipe, p["diffusion"], p["model"], data, workdir / "checkpoint.pt", torch.device("cpu"),
                            World())
@@ -80,7 +84,10 @@ def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[f
             trainer.cfg.epochs = max(1, round(max(budgets) * 60 * rate / per_epoch))
             print(f"  cosine learning rate over {trainer.cfg.epochs} epochs ({rate:.2f} steps/s)", flush=True)
 
-    snapshots = train_with_snapshots(step, lambda: copy.deepcopy(trainer.ema.module.state_dict()), budgets)
+    def snapshot() -> dict[str, Any]:  # trainer.guide is replaced, never changed in place: no copy needed
+        return {"ema": copy.deepcopy(trainer.ema.module.state_dict()), "guide": trainer.guide}
+
+    snapshots = train_with_snapshots(step, snapshot, budgets)
     return trainer.diffusion, [{**s, "images": s["steps"] * recipe["batch_size"]} for s in snapshots]
 
 
@@ -98,6 +105,17 @@ def train_peer(model_cfg: dict[str, Any], data: torch.Tensor, budgets: list[floa
     peer = PeerTrainer(model_cfg, data, total_steps=total, seed=seed)
     snapshots = train_with_snapshots(peer.train_step, lambda: copy.deepcopy(peer.ema_model().state_dict()), budgets)
     return peer, [{**s, "images": s["steps"] * 16, "schedule_steps": total} for s in snapshots]
+
+
+def guided(model: nn.Module, bad: nn.Module, guide: dict[str, torch.Tensor] | None, w: float
+           ) -> tuple[nn.Module, str]:
+    """What samples a snapshot of ours, as the pipeline's sample stage would (sample.autoguidance = w): the model
+    guided by the early weights `guide` loaded into `bad`, or the plain model where w = 0 or the budget came before
+    train_mnist.guide_step (no early weights yet); and the sampler label's suffix saying which."""
+    if not w or guide is None:
+        return model, ""
+    bad.load_state_dict(guide)
+    return AutoGuidance(model, bad.eval(), w), f", autoguidance w = {w:g}"
 
 
 def judged(judge: nn.Module, reference: torch.Tensor, x: torch.Tensor, floor: float) -> dict[str, float]:
@@ -128,14 +146,15 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
     if peer:
         print("diffusers: training", flush=True)
         peer_trainer, theirs = train_peer(p["model"], x, budgets, seed)
-    model = UNet.from_params(p["model"], 1, diffusion.T)
+    model, bad = (UNet.from_params(p["model"], 1, diffusion.T) for _ in range(2))
     for snap in ours:
-        model.load_state_dict(snap["weights"])
+        model.load_state_dict(snap["weights"]["ema"])
+        net, guidance = guided(model.eval(), bad, snap["weights"]["guide"], sp["autoguidance"])
         t0 = time.perf_counter()
-        images = torch.cat([sample(diffusion, model.eval(), min(250, n - lo), (1, 28, 28), sampler=sp["sampler"],
+        images = torch.cat([sample(diffusion, net, min(250, n - lo), (1, 28, 28), sampler=sp["sampler"],
                                    steps=sp["steps"], eta=sp["eta"], generator=image_generators(seed, range(lo, min(n, lo + 250)), "cpu"))
                             for lo in range(0, n, 250)])
-        rows.append({"recipe": f"ours ({label})", "sampler": f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}",
+        rows.append({"recipe": f"ours ({label})", "sampler": f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}{guidance}",
                      "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
                      **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
         print(rows[-1], flush=True)
