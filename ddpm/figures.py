@@ -260,10 +260,8 @@ def quality_vs_minutes_figure(curves: dict[str, pd.DataFrame], real_recognizable
     right.axhline(1.0, color="k", ls="--", lw=1, label="real digits")
     left.set(xlabel="minutes of training", ylabel="recognizable (judge p ≥ 0.9)", ylim=(-0.02, 1.02))
     right.set(xlabel="minutes of training", ylabel="fid_clf / real digits' fid_clf", yscale="log")
-    # One legend under both panels: inside either, it hides the lines it names.
-    handles, labels = left.get_legend_handles_labels()
-    if real_recognizable is None:
-        handles, labels = handles + right.get_legend_handles_labels()[0][-1:], labels + ["real digits"]
+    # One legend under both panels (inside either, it hides the lines it names); the right panel has every line.
+    handles, labels = right.get_legend_handles_labels()
     fig.suptitle("Sample quality against training time")
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06 * math.ceil(len(labels) / 2), 1, 1))
