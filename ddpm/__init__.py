@@ -7,4 +7,4 @@ from .unet import UNet
 
 __all__ = ["SAMPLERS", "ClassifierFreeGuidance", "Diffusion", "UNet", "complete_image", "cosine_betas",
            "get_context_mask", "linear_betas", "named_betas", "run_chain", "sample", "sample_batched"]
-__version__ = "0.5.1"
+__version__ = "0.6.0"
