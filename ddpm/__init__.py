@@ -1,10 +1,37 @@
-"""Denoising Diffusion Probabilistic Models: schedule, diffusion math, UNet, samplers and guided sampling."""
-from .diffusion import Diffusion
-from .guidance import ClassifierFreeGuidance, complete_image, get_context_mask
-from .samplers import SAMPLERS, run_chain, sample, sample_batched
-from .schedule import cosine_betas, linear_betas, named_betas
-from .unet import UNet
+"""Denoising Diffusion Probabilistic Models: schedule, diffusion math, UNet, samplers and guided sampling.
 
-__all__ = ["SAMPLERS", "ClassifierFreeGuidance", "Diffusion", "UNet", "complete_image", "cosine_betas",
-           "get_context_mask", "linear_betas", "named_betas", "run_chain", "sample", "sample_batched"]
-__version__ = "0.6.0"
+The names below load on first use (PEP 562, as diffusers' lazy modules do): `import ddpm` runs no torch code, and a
+module that imports `ddpm.data` does not pull in the UNet — so DVC's derived code dependencies of a stage are the
+modules it really uses, and touching `ddpm/unet.py` stales only the stages that build a network.
+"""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+_LAZY = {  # public name → the submodule that defines it
+    "Diffusion": "diffusion",
+    "ClassifierFreeGuidance": "guidance", "complete_image": "guidance", "get_context_mask": "guidance",
+    "SAMPLERS": "samplers", "run_chain": "samplers", "sample": "samplers", "sample_batched": "samplers",
+    "cosine_betas": "schedule", "linear_betas": "schedule", "named_betas": "schedule",
+    "UNet": "unet",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # one source: the installed distribution's metadata (pyproject.toml)
+        try:
+            return version("ddpm")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return "0+unknown"
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module 'ddpm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, "__version__"])

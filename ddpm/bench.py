@@ -35,7 +35,6 @@ from .judge import judge_images, load_judge
 from .metrics import score
 from .params import ParamError, read_yaml, validate
 from .peer import DiffusersUNet
-from .profile import profile_overrides
 from .samplers import sample
 from .train import TrainConfig, Trainer
 from .unet import Dropout16, UNet
@@ -202,17 +201,16 @@ def sampling_quality(cfg: dict[str, Any], diffusion_params: dict[str, Any], step
 def load_config(profile: str | None, params_path: Path = Path("params.yaml"),
                 sections: tuple[str, ...] | list[str] = ("diffusion", "model", "sample"),
                 overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """params.yaml (validated), with a profile's overrides (profiles/<name>.yaml) applied, then `overrides`
-    ({"section.key": value}, as `--set` gives them)."""
+    """params.yaml (validated) for `profile` (None: the file's own), with `overrides` ({"section.key": value}, as
+    `--set` gives them) applied over it."""
     params = read_yaml(params_path)
-    for origin, changes in ((f"profiles/{profile}.yaml:", profile_overrides(profile) if profile else {}),
-                            ("--set", overrides or {})):
-        for key, value in changes.items():
-            if "." in key:  # not "targets"
-                section, name = key.split(".", 1)
-                if not isinstance(params.get(section), dict) or name not in params[section]:
-                    raise ParamError(f"{origin} {key}: no such key in {params_path}")
-                params[section][name] = value
+    if profile is not None:
+        params["profile"] = profile
+    for key, value in (overrides or {}).items():
+        section, name = key.split(".", 1)
+        if not isinstance(params.get(section), dict) or name not in params[section]:
+            raise ParamError(f"--set {key}: no such key in {params_path}")
+        params[section][name] = value
     return validate(params, list(sections))
 
 
@@ -253,7 +251,7 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
     ratios[f"Dropout16 / torch dropout ({tag})"] = rate[f"ours {tag}"] / rate[f"ours {tag}, torch dropout"]
     return {
         "date": time.strftime("%Y-%m-%d"), "device": describe(device), "torch": torch.__version__,
-        "native_bf16": tag == "bf16", "profile": profile or "none (params.yaml)", "model": cfg, "batch": batch,
+        "native_bf16": tag == "bf16", "profile": profile or "params.yaml's", "model": cfg, "batch": batch,
         "train": train, "ratios": ratios,
         "flops_per_image": flops / batch, "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
         "sampling": sampling(cfg, diffusion, device, ddim, seconds), "quality": quality,
@@ -314,7 +312,7 @@ def quality_vs_time(a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default=None, help="apply profiles/<name>.yaml (default: cpu without CUDA, none with)")
+    ap.add_argument("--profile", default=None, help="params.yaml's profile to measure (default: cpu without CUDA, gpu with)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=8.0, help="minimum timing per measurement")
@@ -335,8 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.quality_vs_time:
         return quality_vs_time(a)
-    profile = a.profile if a.profile is not None else (None if torch.cuda.is_available() else "cpu")
-    result = run(profile if profile != "none" else None, a.device, a.batch, a.seconds, a.rounds, a.compile, a.quality)
+    profile = a.profile if a.profile is not None else ("gpu" if torch.cuda.is_available() else "cpu")
+    result = run(profile, a.device, a.batch, a.seconds, a.rounds, a.compile, a.quality)
     save_json(result, a.out)
     save_text(markdown(result) + "\n", a.out.with_suffix(".md"))
     print(markdown(result))

@@ -16,10 +16,16 @@ from .cli import run_stage
 from .distributed import check_launch
 
 
-def command(stage: str, stages: Path = Path("stages")) -> list[str]:
-    """The command line that runs stages/<stage>.py with the stage's nproc processes (checked first)."""
+STAGES = Path(__file__).resolve().parents[1] / "stages"  # beside the package, in the checkout DVC runs
+if not STAGES.is_dir():  # a package installed without its checkout: the stages of the current folder
+    STAGES = Path("stages")
+
+
+def command(stage: str, stages: Path = STAGES) -> list[str]:
+    """The command line that runs stages/<stage>.py with the stage's nproc processes (checked first). The stage runs
+    in the current folder, the DVC project's (the repository root, or celeba/)."""
     p = params.load_stage(stage)
-    script = str(stages / f"{stage}.py")
+    script = os.path.relpath(stages / f"{stage}.py")
     settings = p[stage]
     if settings["nproc"] == 1:
         return [sys.executable, script]

@@ -310,9 +310,9 @@ def stage_sections(stage: str) -> list[str]:
 
 
 def validate(params: Any, sections: list[str]) -> dict[str, dict[str, Any]]:
-    """Check `sections` of params against SCHEMA; return them (numbers normalized), or raise ParamError naming the key."""
-    if not isinstance(params, dict):
-        raise ParamError("params.yaml: must be a mapping of sections")
+    """Check `sections` of params (per-profile values taken for its `profile`) against SCHEMA; return them (numbers
+    normalized), or raise ParamError naming the key."""
+    params = for_profile(params)
     out: dict[str, dict[str, Any]] = {}
     for name in sections:
         section = params.get(name)
@@ -370,6 +370,53 @@ def _cross_checks(p: dict[str, dict[str, Any]]) -> None:
                 raise ParamError(f"params.yaml: sweep_mnist_cfg.prompts: {e}") from None
 
 
+PROFILES = ("gpu", "cpu")  # params.yaml's `profile`: gpu, the full specification; cpu, the recipe sized for 2 cores
+
+
+def per_profile(value: Any) -> bool:
+    """A value given per profile, e.g. `channels: {gpu: 64, cpu: 32}`: a mapping whose keys are profile names."""
+    return isinstance(value, dict) and bool(value) and set(map(str, value)) <= set(PROFILES)
+
+
+def for_profile_name(params: dict[str, Any]) -> str:
+    """params.yaml's `profile` (gpu when absent), checked."""
+    chosen = params.get("profile", PROFILES[0])
+    if chosen not in PROFILES:
+        raise ParamError(f"params.yaml: profile = {chosen!r}: must be one of {', '.join(PROFILES)} "
+                         "(e.g. dvc exp run -S profile=cpu)")
+    return chosen
+
+
+def for_profile(params: Any) -> Any:
+    """params.yaml with every per-profile value replaced by that of its `profile` (a plain value, e.g. one that
+    `dvc exp run -S model.channels=48` wrote, applies to every profile)."""
+    if not isinstance(params, dict):
+        raise ParamError("params.yaml: must be a mapping of sections")
+    chosen = for_profile_name(params)
+    resolved: dict[str, Any] = {}
+    for name, section in params.items():
+        if name == "profile":
+            continue
+        if not isinstance(section, dict):
+            resolved[name] = section  # validate names it
+            continue
+        resolved[name] = {}
+        for key, value in section.items():
+            if per_profile(value):
+                if chosen not in value:
+                    raise ParamError(f"params.yaml: {name}.{key} = {value!r} has no value for profile {chosen!r}; "
+                                     f"add one ({name}.{key}.{chosen}), or give one value for every profile")
+                value = value[chosen]
+            resolved[name][key] = value
+    return resolved
+
+
+def profiled_sections(params: Any) -> set[str]:
+    """The sections of params.yaml that hold a per-profile value: a stage reading one depends on `profile`."""
+    return {name for name, section in params.items() if isinstance(section, dict)
+            and any(per_profile(v) for v in section.values())} if isinstance(params, dict) else set()
+
+
 def read_yaml(path: str | Path) -> Any:
     """A YAML file read as YAML 1.2, with ruamel's safe loader: exactly as DVC reads params.yaml."""
     path = Path(path)
@@ -392,7 +439,7 @@ def _check_steps(name: str, section: dict[str, Any], d: dict[str, Any]) -> None:
 
 
 def load(sections: list[str], path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
-    """Read params.yaml and validate the named sections."""
+    """Read params.yaml and validate the named sections (for its `profile`)."""
     return validate(read_yaml(path), sections)
 
 
@@ -406,25 +453,37 @@ def load_stage(stage: str, path: str | Path = "params.yaml") -> dict[str, dict[s
 
 
 def validate_all(params: Any) -> dict[str, dict[str, Any]]:
-    """Check every section of a whole params.yaml (unknown sections too); what `python -m ddpm.params` runs."""
+    """Check every section of a whole params file (the MNIST project's or the CelebA one's; unknown sections too)
+    under every profile; return those of its own profile. What `python -m ddpm.params` runs."""
     if not isinstance(params, dict):
         raise ParamError("params.yaml: must be a mapping of sections")
-    unknown = sorted(str(s) for s in set(params) - set(SCHEMA))
-    if unknown:
-        raise ParamError(f"params.yaml: section '{unknown[0]}' is not known; known sections: {', '.join(SCHEMA)}")
-    return validate(params, list(SCHEMA))
+    own = for_profile_name(params)
+    checked = {}
+    for name in (own, *(n for n in PROFILES if n != own)):  # its own profile first: its errors read as they are
+        resolved = for_profile({**params, "profile": name})
+        unknown = sorted(str(s) for s in set(resolved) - set(SCHEMA))
+        if unknown:
+            raise ParamError(f"params.yaml: section '{unknown[0]}' is not known; known sections: {', '.join(SCHEMA)}")
+        try:
+            checked[name] = validate(resolved, [s for s in SCHEMA if s in resolved])
+        except ParamError as e:
+            raise ParamError(f"{e} (with profile {name})" if name != own else str(e)) from None
+    return checked[own]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m ddpm.params [params.yaml]: check every key; one line either way, exit status 1 if bad."""
+    """python -m ddpm.params [params.yaml | celeba/params.yaml]: check every key; one line either way, exit status 1
+    if bad."""
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0] if args else "params.yaml")
     try:
-        sections = validate_all(read_yaml(path))
+        raw = read_yaml(path)
+        sections = validate_all(raw)
     except ParamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{path}: all {sum(len(s) for s in sections.values())} keys of {len(sections)} sections are valid")
+    profile = f" (profile {for_profile_name(raw)}; every profile checked)" if "profile" in raw else ""
+    print(f"{path}: all {sum(len(s) for s in sections.values())} keys of {len(sections)} sections are valid{profile}")
     return 0
 
 

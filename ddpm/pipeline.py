@@ -13,6 +13,7 @@ modules (tests/test_structure.py), so reading the import statements finds every 
 from __future__ import annotations
 
 import ast
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,13 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from .params import stage_sections
+from .params import profiled_sections, read_yaml, stage_sections
 
 PACKAGE = "ddpm"
 PACKAGE_DATA = {"ddpm/report.py": ["ddpm/templates"]}  # files a module reads at run time
-DATA_ROOTS = ("data/", "reports/")
+DATA_ROOTS = ("data/", "reports/")  # relative to the stage's project folder, where it runs
+SCRATCH = ("data/resume/",)  # an unfinished run's own state: never a DVC output (see dvc.yaml)
+PIPELINES = ("dvc.yaml", "celeba/dvc.yaml")  # the MNIST project and the CelebA one; each runs in its own folder
 
 
 def module_path(name: str, root: Path) -> Path | None:
@@ -95,7 +98,8 @@ def named_paths(script: Path) -> set[str]:
 
 def _fold(node: ast.AST, consts: dict[str, str]) -> str | None:
     """The path an expression denotes, if it is made of literals, Path(…), known constants and `/` joins."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(DATA_ROOTS):
+    if (isinstance(node, ast.Constant) and isinstance(node.value, str) and (node.value + "/").startswith(DATA_ROOTS)
+            and not (node.value + "/").startswith(SCRATCH)):
         return node.value.rstrip("/")
     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
         return consts.get(node.id)
@@ -124,14 +128,24 @@ class Expected:
     data: set[str]
 
 
-def expected(stage: str, definition: dict[str, Any], root: Path) -> Expected:
-    """What dvc.yaml must declare for `stage`, derived from its script (stages/<stage>.py)."""
+def expected(stage: str, definition: dict[str, Any], root: Path, folder: Path = Path(".")) -> Expected:
+    """What the dvc.yaml in `folder` must declare for `stage`, derived from its script (stages/<stage>.py): code
+    paths relative to that folder (where the stage runs), data paths as the script names them."""
     script = root / "stages" / f"{stage}.py"
     launcher = "ddpm.launch" in str(definition.get("cmd", ""))
     read = stage_name_read(script)
     if read not in (stage, None):
         raise ValueError(f"{script}: reads params.load_stage({read!r}); a stage reads its own section ({stage!r})")
-    return Expected(code_closure(script, root, launcher), stage_sections(stage) if read else [], named_paths(script))
+    sections = stage_sections(stage) if read else []
+    profiled = profiled_sections(read_yaml(root / folder / "params.yaml"))
+    params = sections + (["profile"] if profiled & set(sections) else [])  # a per-profile value: `profile` picks it
+    code = {Path(os.path.relpath(root / p, root / folder)).as_posix() for p in code_closure(script, root, launcher)}
+    return Expected(code, params, named_paths(script))
+
+
+def is_code(dep: str, folder: Path) -> bool:
+    """A dep (relative to the stage's folder) that is a module of the package or a stage script."""
+    return os.path.normpath(folder / dep).startswith((PACKAGE + os.sep, "stages" + os.sep))
 
 
 def _paths(entries: list[Any]) -> list[str]:
@@ -142,51 +156,68 @@ def _covers(declared: list[str], path: str) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in declared)
 
 
+def pipeline_stages(root: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every stage of PIPELINES: name → (its dvc.yaml, its definition). Each runs in its dvc.yaml's folder."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for file in PIPELINES:
+        for name, definition in YAML(typ="safe").load((root / file).read_text())["stages"].items():
+            if definition.get("wdir", ".") != ".":
+                raise ValueError(f"{file}: stage {name} must run in its dvc.yaml's folder (no wdir)")
+            found[name] = (file, definition)
+    return found
+
+
 def differences(root: Path = Path(".")) -> list[str]:
-    """One line per difference between dvc.yaml and what the stages' scripts need; empty when they agree."""
-    stages = YAML(typ="safe").load((root / "dvc.yaml").read_text())["stages"]
+    """One line per difference between the dvc.yaml files and what the stages' scripts need; empty when they agree."""
+    stages = pipeline_stages(root)
     scripts = {p.stem for p in (root / "stages").glob("*.py")}
-    problems = [f"stages/{s}.py: no stage {s} in dvc.yaml" for s in sorted(scripts - set(stages))]
-    for name, definition in stages.items():
+    problems = [f"stages/{s}.py: no stage {s} in {' or '.join(PIPELINES)}" for s in sorted(scripts - set(stages))]
+    for name, (file, definition) in stages.items():
         if name not in scripts:
-            problems.append(f"dvc.yaml: stage {name} has no script stages/{name}.py")
+            problems.append(f"{file}: stage {name} has no script stages/{name}.py")
             continue
-        want = expected(name, definition, root)
+        folder = Path(file).parent
+        want = expected(name, definition, root, folder)
         deps = _paths(definition.get("deps"))
         outs = [p for key in ("outs", "metrics", "plots") for p in _paths(definition.get(key))]
-        code = {d for d in deps if d.startswith((PACKAGE + "/", "stages/"))}
+        code = {d for d in deps if is_code(d, folder)}
         for missing in sorted(want.code - code):
-            problems.append(f"dvc.yaml: stage {name} does not declare {missing} (its script imports it)")
+            problems.append(f"{file}: stage {name} does not declare {missing} (its script imports it)")
         for extra in sorted(code - want.code):
-            problems.append(f"dvc.yaml: stage {name} declares {extra}, which its script does not import")
+            problems.append(f"{file}: stage {name} declares {extra}, which its script does not import")
         if list(definition.get("params") or []) != want.params:
-            problems.append(f"dvc.yaml: stage {name} params must be {want.params} (params.STAGE_SECTIONS), "
+            problems.append(f"{file}: stage {name} params must be {want.params} (params.STAGE_SECTIONS), "
                             f"not {definition.get('params') or []}")
         for path in sorted(want.data):  # covered by a declaration, or a folder of declared files (e.g. dvclive's)
             if not _covers(deps + outs, path) and not any(_covers([path], d) for d in deps + outs):
-                problems.append(f"dvc.yaml: stage {name} reads or writes {path} but declares it neither as dep nor out")
+                problems.append(f"{file}: stage {name} reads or writes {path} but declares it neither as dep nor out")
         for dep in sorted(set(deps) - code):
             if not any(_covers([dep], p) or _covers([p], dep) for p in want.data):
-                problems.append(f"dvc.yaml: stage {name} declares dep {dep}, which its script never names")
+                problems.append(f"{file}: stage {name} declares dep {dep}, which its script never names")
         for out in sorted(outs):
             if not any(_covers([out], p) or _covers([p], out) for p in want.data):
-                problems.append(f"dvc.yaml: stage {name} declares output {out}, which its script never names")
+                problems.append(f"{file}: stage {name} declares output {out}, which its script never names")
     return problems
 
 
 def fix(root: Path = Path(".")) -> None:
-    """Rewrite each stage's code deps (keeping its data deps) and params in dvc.yaml; comments are kept."""
+    """Rewrite each stage's code deps (keeping its data deps) and params in the dvc.yaml files; comments are kept."""
+    for file in PIPELINES:
+        fix_file(root, Path(file))
+
+
+def fix_file(root: Path, file: Path) -> None:
     yaml = YAML()  # round-trip
     yaml.width = 120
     yaml.indent(mapping=2, sequence=4, offset=2)
-    path = root / "dvc.yaml"
+    path, folder = root / file, file.parent
     doc = yaml.load(path.read_text())
     for name, definition in doc["stages"].items():
         if not (root / "stages" / f"{name}.py").exists():
             continue
-        want = expected(name, definition, root)
-        data = [d for d in _paths(definition.get("deps")) if not d.startswith((PACKAGE + "/", "stages/"))]
-        definition["deps"] = sorted(want.code, key=lambda p: (not p.startswith("stages/"), p)) + data
+        want = expected(name, definition, root, folder)
+        data = [d for d in _paths(definition.get("deps")) if not is_code(d, folder)]
+        definition["deps"] = sorted(want.code, key=lambda p: ("stages/" not in p, p)) + data
         if "params" in definition:
             del definition["params"]
         if want.params:  # right after deps, as `dvc stage add` writes it
@@ -203,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print(line, file=sys.stderr)
     if not problems:
-        print("dvc.yaml declares every stage's code, params and data")
+        print(f"{' and '.join(PIPELINES)} declare every stage's code, params and data")
     return 1 if problems else 0
 
 

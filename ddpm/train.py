@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
-import hashlib
-import io
-import json
 import math
-import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +28,7 @@ from .device import autocast_dtype, check_training_memory, with_autocast
 from .diffusion import Diffusion
 from .distributed import World
 from .guidance import ClassifierFreeGuidance
-from .io import atomic_path, image_grid_pil
+from .io import image_grid_pil, save_bytes
 from .samplers import sample
 from .unet import UNet
 
@@ -96,6 +92,9 @@ class Trainer:
     that `transform` turns into a batch in [−1, 1] (e.g. uint8 faces).
     context: an optional per-image context tensor (N, D) passed to the model as `context`.
     fingerprint: what must match for a checkpoint to be resumed (architecture, data, seed…).
+    checkpoint: where the running checkpoint is saved every epoch (a killed run resumes from it); resume_from: finished
+    checkpoints to continue from when that one is missing or of other settings (e.g. the stage's last output, which
+    DVC keeps in its cache).
     """
 
     def __init__(
@@ -103,7 +102,7 @@ class Trainer:
         checkpoint: Path, fingerprint: dict[str, Any], live: Any = None,
         monitor: "MonitorGrid | None" = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None, world: World = World(),
-        probe: Callable[[nn.Module], dict[str, float]] | None = None,
+        probe: Callable[[nn.Module], dict[str, float]] | None = None, resume_from: tuple[Path, ...] = (),
     ) -> None:
         self.model, self.diffusion, self.data, self.cfg, self.world = model, diffusion, data, cfg, world
         if world.size > 1:  # gradients averaged over the ranks; the EMA, the optimizer and checkpoints see `model`
@@ -114,8 +113,9 @@ class Trainer:
         self.saves = 0
         self.transform = transform  # per batch, e.g. uint8 → [−1, 1] and random flips
         self.checkpoint, self.fingerprint, self.live, self.monitor = Path(checkpoint), fingerprint, live, monitor
+        self.resume_from = tuple(Path(p) for p in resume_from)
         self.probe = probe  # after every epoch: figures of merit of the EMA weights, logged as quality/*
-        self.restored = False
+        self.live_dir: Path | None = None  # dvclive's folder, set by run()
         self.device = data.device
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_power)
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -132,6 +132,7 @@ class Trainer:
             "step": self.step, "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
             "ema_n": self.ema.n_averaged, "optimizer": self.opt.state_dict(), "history": self.history,
             **({"guide": self.guide} if self.guide is not None else {}),
+            "live": folder_files(self.live_dir),  # dvclive's history so far: a resumed run continues it
         }  # no RNG states: every draw is derived from (seed, epoch, rank)
 
     def save(self) -> None:
@@ -141,60 +142,48 @@ class Trainer:
             self.saves += 1
 
     def try_resume(self) -> bool:
-        """Load the latest valid checkpoint (else the one before it) if it was made with the same fingerprint."""
-        state = None
-        for path in (self.checkpoint, previous_path(self.checkpoint)):
-            if not path.exists():
-                continue
+        """Continue the running checkpoint (else the copy before it) if it was made with the same fingerprint, else the
+        first of `resume_from` that was; put back the dvclive history it carries (DVC deletes a stage's outputs,
+        dvclive's included, before it runs the stage)."""
+        state, path = self._running_state(), self.checkpoint
+        if state is not None and state.get("fingerprint") != self.fingerprint:  # replaced by this run's first save
+            self._say(f"{path}: a run with other settings ({differing(state.get('fingerprint'), self.fingerprint)}); "
+                      "not resumed")
+            state = None
+        for path in self.resume_from if state is None else ():
             try:
-                state = load_checkpoint(path)
-                break
+                found = load_checkpoint(path) if path.exists() else {}
             except CheckpointError as e:
-                if path != self.checkpoint or not previous_path(path).exists():
-                    raise
-                self._say(f"warning: {e}; falling back to {previous_path(path)}")
+                self._say(f"warning: {e}; not resumed")
+                continue
+            if found.get("fingerprint") == self.fingerprint:
+                state = found
+                break
         if state is None:
-            return self._restore_archived()
-        if state.get("fingerprint") != self.fingerprint:
-            kept = self._archive(state.get("fingerprint"))
-            self._say(f"{path}: made with other settings ({differing(state.get('fingerprint'), self.fingerprint)}); "
-                      f"kept as {kept.name}, which resumes if they come back; starting a new run")
-            return self._restore_archived()
+            return False
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
         self.ema.n_averaged.copy_(state["ema_n"])
         self.opt.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
         self.guide = state.get("guide")
+        if self.world.is_main and self.live_dir is not None:
+            restore_files(self.live_dir, state.get("live", {}))
         self._say(f"{path}: resuming after epoch {self.epoch} (step {self.step})")
         return True
 
-    def _archive(self, old_fingerprint: Any) -> Path:
-        """Move the checkpoint (and its previous copy) of other settings aside, under a name derived from them."""
-        kept = archived_path(self.checkpoint, old_fingerprint)
-        self._move_together([(previous_path(self.checkpoint), previous_path(kept)), (self.checkpoint, kept)])
-        return kept
-
-    def _restore_archived(self) -> bool:
-        """Resume from a checkpoint set aside earlier with exactly these settings, if there is one."""
-        kept = archived_path(self.checkpoint, self.fingerprint)
-        self.world.barrier()  # no rank looks while another moves files
-        found = kept.exists()
-        if not found:
-            return False
-        self._move_together([(previous_path(kept), previous_path(self.checkpoint)), (kept, self.checkpoint)])
-        self._say(f"{kept.name}: a run with these settings, set aside earlier; resuming it")
-        self.restored = True  # its dvclive history was not kept: the logs start afresh
-        return self.try_resume()
-
-    def _move_together(self, moves: list[tuple[Path, Path]]) -> None:
-        """Rank 0 renames, after every rank has read what it needs and before any reads again."""
-        self.world.barrier()
-        if self.world.is_main:
-            for path, target in moves:
-                if path.exists():
-                    os.replace(path, target)
-        self.world.barrier()
+    def _running_state(self) -> dict[str, Any] | None:
+        """The running checkpoint, or the copy before it where the latest is damaged; None when there is none."""
+        for path in (self.checkpoint, previous_path(self.checkpoint)):
+            if not path.exists():
+                continue
+            try:
+                return load_checkpoint(path)
+            except CheckpointError as e:
+                if path != self.checkpoint or not previous_path(path).exists():
+                    raise
+                self._say(f"warning: {e}; falling back to {previous_path(path)}")
+        return None
 
     def _say(self, message: str) -> None:
         if self.world.is_main:  # one line per run, not one per process
@@ -288,7 +277,7 @@ class Trainer:
                       "seconds": time.time() - t0, "images_per_s": len(self.data) / (time.time() - t0)}
             self.history.append(record)
             self._log({"epoch/loss": record["loss"], "epoch/images_per_s": record["images_per_s"]})
-            self.save()  # before monitoring, so that a failing monitor loses no training
+            self.save()  # before monitoring, so that a failing or killed monitor loses no training
             if self.monitor is not None and world.is_main:
                 grid = self.monitor(self.ema.module)
                 if self.live is not None:
@@ -300,28 +289,31 @@ class Trainer:
             if self.live is not None:
                 self.live.summary = self.headline()  # not every logged series: the terminal table stays narrow
                 self.live.sync()
+                self.save()  # again, with the epoch's monitoring grid and quality in its history
             if world.is_main:
                 print(f"epoch {self.epoch}: loss {record['loss']:.4f}, {record['images_per_s']:.0f} images/s "
                       f"({world.size} process{'es' if world.size > 1 else ''})")
         return self.history
 
-    def run(self, live_dir: Path, **fit_kwargs: Any) -> list[dict[str, float]]:
-        """Resume if possible, log to dvclive in live_dir (continuing its history; rank 0), train; the dvclive
-        summary (`dvc metrics show`) holds the headline: final epoch loss, epochs, minutes of training."""
+    def run(self, live_dir: Path, output: Path | None = None, **fit_kwargs: Any) -> list[dict[str, float]]:
+        """Resume if possible, log to dvclive in live_dir (continuing its history; rank 0), train, and write the
+        finished checkpoint to `output` (the stage's DVC output), removing the running one. The
+        dvclive summary (`dvc metrics show`) holds the headline: final epoch loss, epochs, minutes of training."""
+        self.live_dir = Path(live_dir)
         resumed = self.try_resume()
         if not self.world.is_main:
             return self.fit(**fit_kwargs)
         n = sum(q.numel() for q in self.model.parameters())
         self._say(f"training on {self.device} × {self.world.size} process{'es' if self.world.size > 1 else ''} "
                   f"({len(self.data)} images, {n / 1e6:.2f} M parameters)")
-        continued = resumed and not self.restored  # a run set aside and restored has no dvclive history to continue
-        if continued:
-            for note in truncate_live_metrics(Path(live_dir) / "plots", self.step):
-                self._say(f"warning: {note}")
-        self.live = Live(str(live_dir), resume=continued, dvcyaml=False, save_dvc_exp=False)
+        self.live = Live(str(live_dir), resume=resumed, dvcyaml=False, save_dvc_exp=False)
         history = self.fit(**fit_kwargs)
         self.live.summary = self.headline()
         self.live.make_summary()
+        if output is not None:  # the finished run: DVC caches it; the running copy is no longer needed
+            save_checkpoint(self.state(), output)
+            for path in (self.checkpoint, previous_path(self.checkpoint)):
+                path.unlink(missing_ok=True)
         return history
 
     def headline(self) -> dict[str, float]:
@@ -373,47 +365,19 @@ def differing(old: Any, new: dict[str, Any]) -> str:
     return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
-def archived_path(checkpoint: Path, settings: Any) -> Path:
-    """Where a checkpoint of other settings is kept: checkpoint.pt → checkpoint.<sha256 of the settings>.pt."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return checkpoint.with_name(f"{checkpoint.stem}.{digest}{checkpoint.suffix}")
+def folder_files(folder: Path | None) -> dict[str, bytes]:
+    """Every file under `folder`, by its path relative to it (empty when there is none)."""
+    if folder is None or not folder.exists():
+        return {}
+    return {f.relative_to(folder).as_posix(): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
-def truncate_live_metrics(plots_dir: Path, last_step: int) -> list[str]:
-    """Drop dvclive history rows logged after `last_step` (by a run killed after its last checkpoint), a last line a
-    kill cut short (dvclive ends every row with a newline) and rows that do not read as numbers; returns one note per
-    file repaired, for the log."""
-    notes = []
-    for tsv in sorted(Path(plots_dir).glob("metrics/**/*.tsv")):
-        text = tsv.read_text()
-        rows = list(csv.reader(io.StringIO(text), delimiter="\t"))
-        if not rows or "step" not in rows[0]:
-            continue
-        if not text.endswith("\n"):
-            rows = rows[:-1]  # cut short by a kill mid-append
-        if not rows:  # even the header was cut short: dvclive writes it again
-            tsv.unlink()
-            notes.append(f"{tsv}: removed (its header was cut short by a killed run)")
-            continue
-        col, width = rows[0].index("step"), len(rows[0])
-        readable = [r for r in rows[1:] if _readable(r, width, col)]
-        kept = [rows[0]] + [r for r in readable if int(r[col]) <= last_step]
-        if len(kept) != len(text.splitlines()):
-            with atomic_path(tsv) as tmp, open(tmp, "w", newline="") as f:
-                csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
-            damaged = len(text.splitlines()) - 1 - len(readable)
-            notes.append(f"{tsv}: dropped {len(text.splitlines()) - len(kept)} rows" + (
-                f", {damaged} of them partial or unreadable (left by a killed run)" if damaged else ""))
-    return notes
-
-
-def _readable(row: list[str], width: int, step_column: int) -> bool:
-    """A complete row of numbers with an integer step."""
-    try:
-        [float(v) for v in row]
-        return len(row) == width and int(row[step_column]) >= 0
-    except ValueError:
-        return False
+def restore_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Make `folder` hold exactly `files` (as folder_files returned them): what a killed run logged after its last
+    checkpoint goes, and so does what DVC had deleted comes back."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for name, data in files.items():
+        save_bytes(data, folder / name)
 
 
 @dataclass
@@ -450,12 +414,14 @@ def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model
                  monitor_context: torch.Tensor | None = None, nrow: int = 8,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  probe: Callable[[nn.Module], dict[str, float]] | None = None, section: str = "train_mnist",
-                 init_from: Path | None = None, **fingerprint_extra: Any) -> Trainer:
+                 init_from: Path | None = None, resume_from: tuple[Path | None, ...] = (),
+                 **fingerprint_extra: Any) -> Trainer:
     """A Trainer for a training stage's params: the UNet (seeded), its monitoring grid and its resume fingerprint.
 
     recipe: a train_mnist-like section with runtime keys merged in (device, amp). monitor_context: the grid's
     context rows (then guided with recipe["monitor_guidance"]); None draws recipe["monitor_n"] unconditional images.
-    section: the params section the recipe comes from, named in its one-line refusals.
+    section: the params section the recipe comes from, named in its one-line refusals. resume_from: finished
+    checkpoints a run of these settings may continue (None entries are skipped), see Trainer.
     """
     diffusion = Diffusion.from_params(diffusion_params)
     def build() -> UNet:
@@ -484,4 +450,5 @@ def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model
     return Trainer(model, diffusion, data.to(device), TrainConfig.from_params(recipe, autocast), checkpoint,
                    fingerprint({"diffusion": diffusion_params, "model": model_params,
                                 "recipe": {**recipe, "amp": str(autocast)}}, n_images=len(data), **fingerprint_extra),
-                   monitor=monitor, transform=transform, world=world, probe=probe)
+                   monitor=monitor, transform=transform, world=world, probe=probe,
+                   resume_from=tuple(p for p in resume_from if p is not None))

@@ -3,9 +3,10 @@ beside their EMA, and autoguidance by its early weights), every row scored by th
 import time
 from pathlib import Path
 
-from ddpm import Diffusion, distributed, params
+from ddpm import distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
+from ddpm.diffusion import Diffusion
 from ddpm.evaluation import score_samples
 from ddpm.figures import sampler_figure, save_figure
 from ddpm.io import save_json

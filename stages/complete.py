@@ -3,13 +3,15 @@ from pathlib import Path
 
 import torch
 
-from ddpm import Diffusion, complete_image, params
+from ddpm import params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
 from ddpm.completion import ROUTE_NAMES, best_rows, completion_kwargs, figure_tasks
 from ddpm.data import load_mnist
 from ddpm.device import pick_device
+from ddpm.diffusion import Diffusion
 from ddpm.figures import completion_figure, save_figure
+from ddpm.guidance import complete_image
 from ddpm.io import read_json, save_json, save_torch
 from ddpm.report import INPUT_SHAPES
 

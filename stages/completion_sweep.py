@@ -1,22 +1,23 @@
-"""Stage completion_sweep: complete_image on held-out half-hidden test digits, for the gradient routes × scales and
-three baselines (no guidance, replacement, the nearest training digits on the given half): judge accuracy, MSE on
-each half, diversity, time per image."""
+"""Stage completion_sweep: complete_image on held-out half-hidden test digits, gradient routes × scales and three
+baselines (none, replacement, the nearest training digits): judge accuracy, MSE per half, diversity, time."""
 import time
 from pathlib import Path
 
-from ddpm import Diffusion, complete_image, distributed, params
+from ddpm import distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
 from ddpm.completion import (GRADIENT_ROUTES, ROUTE_NAMES, completion_kwargs, half_tasks, nearest_completions,
                              sweep_row, sweep_settings)
 from ddpm.data import load_mnist
+from ddpm.diffusion import Diffusion
 from ddpm.figures import completion_sweep_figure, save_figure
+from ddpm.guidance import complete_image
 from ddpm.io import save_json
 from ddpm.judge import judge_images, load_judge
 from ddpm.samplers import image_generators
 
-RAW, CHECKPOINT, JUDGE = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
-OUT = Path("reports/completion_sweep")
+RAW, JUDGE, OUT = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt"), Path("reports/completion_sweep")
+CHECKPOINT = Path("data/mnist/model/checkpoint.pt")
 
 
 def main() -> None:
@@ -26,8 +27,7 @@ def main() -> None:
     diffusion = Diffusion.from_params(p["diffusion"])
     model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"],
                       batch=(cp["batch_size"], "completion_sweep.batch_size"))
-    judge, _ = load_judge(JUDGE, device)
-    test, labels = load_mnist(RAW, "test")
+    (judge, _), (test, labels) = load_judge(JUDGE, device), load_mnist(RAW, "test")
     idx, y, masks = half_tasks(test, cp["images"], cp["seed"])
     k = cp["completions"]
     y_rep, m_rep = y.repeat_interleave(k, 0), masks.repeat_interleave(k, 0)  # image-major: k completions each

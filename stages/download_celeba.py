@@ -8,7 +8,7 @@ from ddpm.celeba import download_celeba, preprocess, read_clip_data, verify_layo
 from ddpm.cli import run_stage
 from ddpm.io import atomic_path, save_torch
 
-OUT = Path("data/celeba")
+OUT = Path("data")
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from ddpm.context import ClipEncoder, embed_images_in_chunks
 from ddpm.device import pick_device
 from ddpm.io import load_torch, save_torch
 
-DATA, OUT = Path("data/celeba"), Path("data/celeba/clip")
+DATA, OUT = Path("data"), Path("data/clip")
+CHUNKS = Path("data/resume/embed_clip")  # where a killed run resumes: not an output (DVC deletes those)
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
         embeddings = embeddings / embeddings.norm(dim=1, keepdim=True)
         print(f"using the {embeddings.shape[1]}-d embeddings given in clip-data.csv")
     else:
-        embeddings = embed_images_in_chunks(encoder, images, names, OUT, ep["chunk"], ep["batch_size"],
+        embeddings = embed_images_in_chunks(encoder, images, names, CHUNKS, ep["chunk"], ep["batch_size"],
                                             p["clip"]["pretrained"])
     prompts = sorted(set(p["train_celeba"]["monitor_prompts"]) | set(p["sweep_celeba"]["prompts"]))
     texts = dict(zip(prompts, encoder.encode_texts(prompts)))

@@ -1,10 +1,11 @@
 """Stage report: reports/index.html and reports/report.md, from what the other stages measured."""
 from pathlib import Path
 
-from ddpm import Diffusion, params
+from ddpm import params
 from ddpm.checkpoint import load_checkpoint
 from ddpm.checks import posterior_table
 from ddpm.cli import run_stage
+from ddpm.diffusion import Diffusion
 from ddpm.io import load_torch, read_json, save_json
 from ddpm.report import INPUT_SHAPES, headline, mnist_context, mnist_figures, render, write_report
 

@@ -1,4 +1,4 @@
-"""Stage report_celeba: reports/celeba.html and reports/celeba.md: training, the guidance sweep, prompted and
+"""Stage report_celeba: celeba/reports/celeba.html and celeba/reports/celeba.md: training, the guidance sweep, prompted and
 unconditional faces."""
 from pathlib import Path
 
@@ -8,9 +8,9 @@ from ddpm.cli import run_stage
 from ddpm.io import load_torch, read_json, save_json
 from ddpm.report import CELEBA_TABLE, celeba_report, write_report
 
-TABLE, SAMPLES = Path("reports/sweep_celeba/table.json"), Path("data/celeba/sweep/samples.pt")
-CHECKPOINT, LIVE = Path("data/celeba/model/checkpoint.pt"), Path("reports/train_celeba/plots")
-MD, HTML, FIGURES = Path("reports/celeba.md"), Path("reports/celeba.html"), Path("reports/celeba")
+TABLE, SAMPLES = Path("reports/sweep_celeba/table.json"), Path("data/sweep/samples.pt")
+CHECKPOINT, LIVE = Path("data/model/checkpoint.pt"), Path("reports/train_celeba/plots")
+MD, HTML, FIGURES = Path("reports/celeba.md"), Path("reports/celeba.html"), Path("reports/figures")
 
 
 def main() -> None:

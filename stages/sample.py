@@ -6,9 +6,10 @@ comes from its own generator (seed, i), so any number of processes gives the sam
 import time
 from pathlib import Path
 
-from ddpm import Diffusion, distributed, params
+from ddpm import distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
+from ddpm.diffusion import Diffusion
 from ddpm.io import save_json, save_png_grid, save_torch
 
 CHECKPOINT, OUT = Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/samples")

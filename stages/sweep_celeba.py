@@ -5,15 +5,16 @@ from pathlib import Path
 
 import torch
 
-from ddpm import Diffusion, distributed, params
+from ddpm import distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
 from ddpm.context import ClipEncoder, load_embeddings, prompt_embeddings
+from ddpm.diffusion import Diffusion
 from ddpm.io import save_json, save_torch
 from ddpm.metrics import clip_score, embedding_diversity
 
-EMB, CHECKPOINT = Path("data/celeba/clip/embeddings.pt"), Path("data/celeba/model/checkpoint.pt")
-OUT, SAMPLES = Path("reports/sweep_celeba"), Path("data/celeba/sweep/samples.pt")
+EMB, CHECKPOINT = Path("data/clip/embeddings.pt"), Path("data/model/checkpoint.pt")
+OUT, SAMPLES = Path("reports/sweep_celeba"), Path("data/sweep/samples.pt")
 
 
 def main() -> None:

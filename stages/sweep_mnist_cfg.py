@@ -5,10 +5,11 @@ from pathlib import Path
 
 import torch
 
-from ddpm import Diffusion, distributed, params
+from ddpm import distributed, params
 from ddpm.checkpoint import load_unet
 from ddpm.cli import run_stage
 from ddpm.context import digit_context, parse_digit_prompt
+from ddpm.diffusion import Diffusion
 from ddpm.evaluation import score_guided
 from ddpm.figures import guidance_grid_figure, save_figure, tradeoff_figure
 from ddpm.io import save_json, save_torch

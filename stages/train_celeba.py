@@ -10,12 +10,14 @@ from ddpm import distributed, params
 from ddpm.celeba import random_hflip, to_model_range
 from ddpm.cli import run_stage
 from ddpm.context import load_embeddings, prompt_embeddings
+from ddpm.dvccache import cached_output_file
 from ddpm.guidance import context_dropout
 from ddpm.io import load_torch
 from ddpm.train import make_trainer
 
-DATA, EMB = Path("data/celeba/images.pt"), Path("data/celeba/clip/embeddings.pt")
-CHECKPOINT, LIVE = Path("data/celeba/model/checkpoint.pt"), Path("reports/train_celeba")
+DATA, EMB = Path("data/images.pt"), Path("data/clip/embeddings.pt")
+MODEL, LIVE = Path("data/model/checkpoint.pt"), Path("reports/train_celeba")
+RESUME = Path("data/resume/train_celeba/checkpoint.pt")  # where a killed run resumes: not an output
 
 
 def main() -> None:
@@ -29,12 +31,13 @@ def main() -> None:
         raise ValueError(f"{EMB}: {len(context)} image embeddings for {len(images)} faces; re-run dvc repro embed_clip")
     context = context[: len(images)]
     monitor_context = prompt_embeddings(emb, tp["monitor_prompts"], EMB)
-    trainer = make_trainer(tp, p["diffusion"], p["celeba_model"], images, CHECKPOINT, device, world,
+    last = (MODEL, cached_output_file("train_celeba", "data/model", "checkpoint.pt"))  # its last finished run
+    trainer = make_trainer(tp, p["diffusion"], p["celeba_model"], images, RESUME, device, world, resume_from=last,
                            context_dim=context.shape[1], monitor_context=monitor_context, nrow=len(monitor_context),
                            transform=lambda x: random_hflip(to_model_range(x)), section="train_celeba",
                            image_size=images.shape[-1],
                            clip=emb["model"])
-    trainer.run(LIVE, context=context.to(device), context_dropout=context_dropout(tp["p_uncond"]))
+    trainer.run(LIVE, MODEL, context=context.to(device), context_dropout=context_dropout(tp["p_uncond"]))
     distributed.shutdown()
 
 

@@ -2,17 +2,20 @@
 a monitoring grid and the judge's figures for monitor_judge_n samples after every epoch (quality against minutes)."""
 from pathlib import Path
 
-from ddpm import Diffusion, distributed, params
+from ddpm import distributed, params
 from ddpm.cli import run_stage
 from ddpm.data import load_mnist
 from ddpm.device import autocast_dtype
+from ddpm.diffusion import Diffusion
+from ddpm.dvccache import cached_output_file
 from ddpm.evaluation import QualityProbe
 from ddpm.judge import load_judge
 from ddpm.metrics import split_test
 from ddpm.train import make_trainer
 
 RAW, JUDGE = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt")
-CHECKPOINT, LIVE = Path("data/mnist/model/checkpoint.pt"), Path("reports/train_mnist")
+MODEL, LIVE = Path("data/mnist/model/checkpoint.pt"), Path("reports/train_mnist")
+RESUME = Path("data/resume/train_mnist/checkpoint.pt")  # where a killed run resumes: not an output
 
 
 def main() -> None:
@@ -27,8 +30,9 @@ def main() -> None:
                              split_test(load_mnist(RAW, "test")[0])[0], tp["monitor_judge_n"],
                              {"sampler": "ddim", "steps": tp["monitor_steps"], "eta": 1.0}, tp["seed"] + 2,
                              autocast_dtype(tp["amp"], device))
-    trainer = make_trainer(tp, p["diffusion"], p["model"], x, CHECKPOINT, device, world, probe=probe)
-    trainer.run(LIVE)
+    last = (MODEL, cached_output_file("train_mnist", "data/mnist/model", "checkpoint.pt"))  # its last finished run
+    trainer = make_trainer(tp, p["diffusion"], p["model"], x, RESUME, device, world, resume_from=last, probe=probe)
+    trainer.run(LIVE, MODEL)
     distributed.shutdown()
 
 

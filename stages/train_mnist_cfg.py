@@ -6,10 +6,12 @@ from ddpm import distributed, params
 from ddpm.cli import run_stage
 from ddpm.context import digit_context
 from ddpm.data import load_mnist
+from ddpm.dvccache import cached_output_file
 from ddpm.guidance import context_dropout
 from ddpm.train import make_trainer
 
-RAW, CHECKPOINT, LIVE = Path("data/mnist/raw"), Path("data/mnist/model_cfg/checkpoint.pt"), Path("reports/train_mnist_cfg")
+RAW, MODEL, LIVE = Path("data/mnist/raw"), Path("data/mnist/model_cfg/checkpoint.pt"), Path("reports/train_mnist_cfg")
+RESUME = Path("data/resume/train_mnist_cfg/checkpoint.pt")  # where a killed run resumes: not an output
 UNCONDITIONAL = Path("data/mnist/model/checkpoint.pt")  # with init: train_mnist, the twin starts from its EMA weights
 
 
@@ -20,10 +22,12 @@ def main() -> None:
               "guide_step": 0}  # and no autoguidance snapshot
     world, device = distributed.init(recipe["device"])
     x, labels = load_mnist(RAW, "train", recipe["max_images"])
-    trainer = make_trainer(recipe, p["diffusion"], p["model"], x, CHECKPOINT, device, world, context_dim=10,
+    last = (MODEL, cached_output_file("train_mnist_cfg", "data/mnist/model_cfg", "checkpoint.pt"))  # its last finished run
+    trainer = make_trainer(recipe, p["diffusion"], p["model"], x, RESUME, device, world, resume_from=last,
+                           context_dim=10,
                            monitor_context=digit_context(list(range(10)) * 2), nrow=10, section="train_mnist_cfg",
                            init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None)
-    trainer.run(LIVE, context=digit_context(labels).to(device), context_dropout=context_dropout(cp["p_uncond"]))
+    trainer.run(LIVE, MODEL, context=digit_context(labels).to(device), context_dropout=context_dropout(cp["p_uncond"]))
     distributed.shutdown()
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from modulefinder import ModuleFinder
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,32 @@ def write_yaml(data: object, path: Path) -> None:
     """Write YAML as DVC does (ruamel, YAML 1.2)."""
     with open(path, "w") as f:
         YAML().dump(data, f)
+
+
+class _OwnModules(ModuleFinder):
+    """Python's modulefinder, following only the ddpm package (the rest is not ours to declare)."""
+
+    def find_module(self, name, path, parent=None):
+        if (f"{parent.__name__}.{name}" if parent else name).split(".")[0] != "ddpm":
+            raise ImportError(name)
+        return super().find_module(name, path, parent)
+
+    def _safe_import_hook(self, name, caller, fromlist, level=-1):
+        """modulefinder skips `from .io import x` once it has refused a top-level `io` (it checks the bare name):
+        a relative import is looked up whatever happened to its namesake."""
+        hidden = self.badmodules.pop(name, None) if level > 0 else None
+        try:
+            super()._safe_import_hook(name, caller, fromlist, level)
+        finally:
+            if hidden is not None:
+                self.badmodules[name] = hidden
+
+
+def own_modules(root: Path, stage: str, launched: bool) -> set[str]:
+    """The files of ddpm that stages/<stage>.py imports (and ddpm/launch.py's, when the stage runs through it)."""
+    finder = _OwnModules(path=[str(root)])
+    finder.run_script(str(root / "stages" / f"{stage}.py"))
+    if launched:
+        finder.import_hook("ddpm.launch")
+    files = {m.__file__ for name, m in finder.modules.items() if name.split(".")[0] == "ddpm" and m.__file__}
+    return {str(Path(f) / "__init__.py") if Path(f).is_dir() else f for f in files}  # a package: its __init__.py

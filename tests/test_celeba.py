@@ -102,13 +102,15 @@ def test_tiny_clip_encoder():
 def test_celeba_pipeline_runs_end_to_end_on_fixtures(tmp_path):
     dst = tmp_path / "project"
     dst.mkdir()
-    for item in ("ddpm", "stages", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore"):
+    for item in ("ddpm", "stages", "celeba", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore", ".gitignore"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / item)
     shutil.rmtree(dst / ".dvc" / "cache", ignore_errors=True)
     shutil.rmtree(dst / ".dvc" / "tmp", ignore_errors=True)
-    make_celeba(dst / "data" / "celeba" / "raw" / "celeba", 24)
-    p = read_yaml(dst / "params.yaml")
+    for scratch in ("celeba/.dvc/cache", "celeba/.dvc/tmp", "celeba/data", "celeba/reports"):
+        shutil.rmtree(dst / scratch, ignore_errors=True)
+    make_celeba(dst / "celeba" / "data" / "raw" / "celeba", 24)
+    p = read_yaml(dst / "celeba" / "params.yaml")
     p["diffusion"]["T"] = 20
     p["download_celeba"].update(download=False, image_size=16)
     p["clip"].update(model="tiny-clip", pretrained="none", config=str(TINY_CLIP))
@@ -118,22 +120,22 @@ def test_celeba_pipeline_runs_end_to_end_on_fixtures(tmp_path):
                              monitor_prompts=["a photo of a man", "a photo of a woman"])
     p["sweep_celeba"].update(guidance_scales=[0.0, 2.0], prompts=["a photo of a man", "a photo of a smiling woman"],
                              n_per_prompt=2, steps=4, batch_size=4)
-    (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    (dst / "celeba" / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     for cmd in (["git", "init", "-q"], git + ["add", "-A"], git + ["commit", "-qm", "fixture"]):
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
-    r = subprocess.run([sys.executable, "-m", "dvc", "repro", "report_celeba"], cwd=dst, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=dst / "celeba", capture_output=True, text=True,
                        env=stage_env(dst))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    emb = torch.load(dst / "data/celeba/clip/embeddings.pt", weights_only=True)
-    assert emb["images"].shape == (24, 32) and len(list((dst / "data/celeba/clip").glob("chunk_*.pt"))) == 3
+    emb = torch.load(dst / "celeba/data/clip/embeddings.pt", weights_only=True)
+    assert emb["images"].shape == (24, 32) and len(list((dst / "celeba/data/resume/embed_clip").glob("chunk_*.pt"))) == 3
     assert set(emb["texts"]) == {"a photo of a man", "a photo of a woman", "a photo of a smiling woman"}
-    assert (dst / "data/celeba/clip-data.csv").read_text().startswith("image,caption")
-    samples = torch.load(dst / "data/celeba/sweep/samples.pt", weights_only=True)["samples"]
+    assert (dst / "celeba/data/clip-data.csv").read_text().startswith("image,caption")
+    samples = torch.load(dst / "celeba/data/sweep/samples.pt", weights_only=True)["samples"]
     assert samples["2.0"].shape == (2, 2, 3, 16, 16) and set(samples) == {"0.0", "2.0", "uncond"}
-    md = (dst / "reports/celeba.md").read_text()
-    assert "| uncond |" in md and "| 2.0 |" in md and (dst / "reports/celeba/grid.png").stat().st_size > 1000
-    assert len(list((dst / "reports/train_celeba/plots/images/monitor").glob("*.png"))) == 2
+    md = (dst / "celeba/reports/celeba.md").read_text()
+    assert "| uncond |" in md and "| 2.0 |" in md and (dst / "celeba/reports/figures/grid.png").stat().st_size > 1000
+    assert len(list((dst / "celeba/reports/train_celeba/plots/images/monitor").glob("*.png"))) == 2
 
 
 def test_missing_and_damaged_faces_are_named(tmp_path):

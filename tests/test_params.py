@@ -9,12 +9,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser  # DVC's
 
 from ddpm.params import (OPTIONAL, STAGE_SECTIONS, ParamError, load, load_stage, read_yaml, stage_sections, validate,
                          validate_all)
-from ddpm.profile import profile_args
 from tests.conftest import write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = read_yaml(ROOT / "params.yaml")
-ALL = list(PARAMS)
+CELEBA = read_yaml(ROOT / "celeba" / "params.yaml")  # the CelebA project's own file
+PARAMS = {**CELEBA, **read_yaml(ROOT / "params.yaml")}  # every section of the schema (MNIST's runtime, diffusion)
+ALL = [name for name in PARAMS if name != "profile"]  # the sections
 
 
 def with_value(key: str, value):
@@ -24,30 +24,34 @@ def with_value(key: str, value):
     return p
 
 
-def test_the_shipped_params_and_cpu_profile_are_valid():
-    validate_all(PARAMS)
-    profile = read_yaml(ROOT / "profiles" / "cpu.yaml")
-    p = copy.deepcopy(PARAMS)
-    assert profile.pop("targets") == ["report"]
-    for key, value in profile.items():
-        section, name = key.split(".")
-        assert name in p[section], key
-        p[section][name] = value
-    validate_all(p)
+def test_the_shipped_params_are_valid_under_every_profile():
+    validate_all(CELEBA)
+    gpu, cpu = (validate_all({**read_yaml(ROOT / "params.yaml"), "profile": name}) for name in ("gpu", "cpu"))
+    assert PARAMS["profile"] == "gpu" and gpu != cpu
+    assert cpu["model"]["patch_size"] == 2 and gpu["model"]["patch_size"] == 1 and cpu["judge"] == gpu["judge"]
 
 
-def test_the_cpu_profile_reaches_dvc_exp_run_as_its_values():
-    """Each -S argument parses in DVC's override grammar (Hydra's) back to the profile's value, dict rows included."""
-    overrides = read_yaml(ROOT / "profiles" / "cpu.yaml")
-    targets = overrides.pop("targets")
-    args = profile_args("cpu", ROOT / "profiles")
-    assert args[len(overrides):] == targets
-    parsed = OverridesParser.create().parse_overrides([arg.removeprefix("-S=") for arg in args[:len(overrides)]])
-    assert {o.key_or_group: o.value() for o in parsed} == overrides
+def test_a_profile_picks_its_values_and_a_plain_value_applies_to_every_profile():
+    p = {**copy.deepcopy(PARAMS), "profile": "cpu"}
+    assert validate(p, ["train_mnist"])["train_mnist"]["lr"] == 0.002
+    p["train_mnist"]["lr"] = 0.01  # as `dvc exp run -S train_mnist.lr=0.01` writes it
+    assert validate(p, ["train_mnist"])["train_mnist"]["lr"] == 0.01
+    p["train_mnist"]["lr"] = {"gpu": 0.0002}  # no value for the chosen profile
+    with pytest.raises(ParamError, match=r"train_mnist.lr = .* has no value for profile 'cpu'; add one"):
+        validate(p, ["train_mnist"])
+    with pytest.raises(ParamError, match="profile = 'laptop': must be one of gpu, cpu"):
+        validate({**PARAMS, "profile": "laptop"}, ["judge"])
+
+
+def test_profile_choice_and_per_profile_values_parse_in_dvcs_override_grammar():
+    """`-S profile=cpu`, `-S train_mnist.lr=0.01` and `-S train_mnist.lr.cpu=0.01` are plain Hydra overrides."""
+    parsed = OverridesParser.create().parse_overrides(["profile=cpu", "train_mnist.lr=0.01", "train_mnist.lr.cpu=0.01"])
+    assert [(o.key_or_group, o.value()) for o in parsed] == [("profile", "cpu"), ("train_mnist.lr", 0.01),
+                                                              ("train_mnist.lr.cpu", 0.01)]
 
 
 def test_every_stage_has_its_own_section_and_dvc_yaml_names_match():
-    stages = set(read_yaml(ROOT / "dvc.yaml")["stages"])
+    stages = set(read_yaml(ROOT / "dvc.yaml")["stages"]) | set(read_yaml(ROOT / "celeba" / "dvc.yaml")["stages"])
     assert stages == set(STAGE_SECTIONS)
     for stage in stages:
         assert stage_sections(stage)[0] == stage or stage == "report_celeba"

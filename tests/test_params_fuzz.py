@@ -12,7 +12,7 @@ from ddpm.params import OPTIONAL, SCHEMA, ParamError, read_yaml, validate_all
 from tests.conftest import write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = read_yaml(ROOT / "params.yaml")
+BASE = {**read_yaml(ROOT / "celeba" / "params.yaml"), **read_yaml(ROOT / "params.yaml")}  # every section
 KEYS = [(section, key) for section in SCHEMA for key in [*SCHEMA[section], *sorted(OPTIONAL.get(section, ()))]]
 
 # values that no key accepts: every check wants a number, a bool, a string or a list of scalars

@@ -1,6 +1,7 @@
 """The code's shape: no import cycles inside ddpm, no function-local imports of its own modules, thin stages, and
 dvc.yaml declaring exactly what each stage's script needs (ddpm.pipeline)."""
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from ddpm.params import read_yaml
 from ddpm.pipeline import code_closure, differences, imported_modules
+from tests.conftest import own_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted((ROOT / "ddpm").glob("*.py"))
@@ -72,7 +74,7 @@ def test_dvc_yaml_declares_what_every_stage_needs():
 
 def test_a_drifted_declaration_is_reported(tmp_path):
     """Remove one module from one stage's deps, one params section, add a path the script never names: all found."""
-    for item in ("ddpm", "stages", "dvc.yaml"):
+    for item in ("ddpm", "stages", "celeba", "dvc.yaml", "params.yaml"):
         src = ROOT / item
         subprocess.run(["cp", "-r", str(src), str(tmp_path / item)], check=True)
     text = (tmp_path / "dvc.yaml").read_text()
@@ -142,3 +144,50 @@ def test_the_drawing_in_docs_agrees_with_dvc_dag():
     # download_mnist and the judge feed most stages directly: the note under the drawing says so
     missing = {(a, b) for a, b in real if a not in ("download_mnist", "judge") and (a, b) not in reach}
     assert not missing, f"in dvc.yaml but not drawn: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "stages").glob("*.py")), ids=lambda p: p.name)
+def test_stages_import_modules_of_the_package_not_its_names(path):
+    """`from ddpm import Diffusion` works (ddpm/__init__.py loads it lazily), but it names no module: the derived
+    deps of the stage would miss ddpm/diffusion.py. Stages write `from ddpm.diffusion import Diffusion`."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "ddpm":
+            names = [a.name for a in node.names if not (ROOT / "ddpm" / f"{a.name}.py").exists()]
+            assert not names, f"{path.name}: from ddpm import {', '.join(names)}: import it from its module"
+
+
+def test_importing_the_package_runs_none_of_its_modules():
+    """ddpm/__init__.py imports lazily (PEP 562): `import ddpm` loads no submodule and no torch, and the names still
+    resolve on first use."""
+    code = ("import sys, ddpm; assert not [m for m in sys.modules if m.startswith('ddpm.') or m == 'torch'], "
+            "sorted(sys.modules); ddpm.Diffusion, ddpm.sample; assert 'ddpm.unet' not in sys.modules; ddpm.UNet; "
+            "print(ddpm.__version__)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == read_yaml_toml_version()
+
+
+def read_yaml_toml_version() -> str:
+    import tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml holds it; ddpm.__version__ reads the installed metadata, so a release edits no module (and
+    stales no DVC stage)."""
+    version = read_yaml_toml_version()
+    assert not [p.name for p in (ROOT / "ddpm").rglob("*.py") if version in p.read_text()]
+
+
+def test_the_derived_code_deps_agree_with_pythons_modulefinder():
+    """dvc.yaml's code deps of every stage (written by ddpm.pipeline) against an independent walk: the modules
+    Python's modulefinder finds from the stage's script (and ddpm/launch.py for a launched stage), plus package data."""
+    for file in ("dvc.yaml", "celeba/dvc.yaml"):
+        for name, stage in read_yaml(ROOT / file)["stages"].items():
+            found = {Path(f).relative_to(ROOT).as_posix() for f in own_modules(ROOT, name, "ddpm.launch" in stage["cmd"])}
+            found |= {f"stages/{name}.py"} | ({"ddpm/templates"} if "ddpm/report.py" in found else set())
+            folder = Path(file).parent  # deps are written relative to the dvc.yaml's folder
+            declared = {os.path.normpath(folder / d) for d in (next(iter(x)) if isinstance(x, dict) else x
+                                                                for x in stage["deps"])}
+            declared = {d for d in declared if d.startswith(("ddpm/", "stages/"))}
+            assert declared == found, f"{file}: {name}: declared − found {declared - found}, found − declared {found - declared}"

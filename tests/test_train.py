@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from ddpm import Diffusion, linear_betas
 from ddpm.checkpoint import load_checkpoint, load_unet, load_weights
 from ddpm.distributed import World
-from ddpm.train import TrainConfig, Trainer, fingerprint, truncate_live_metrics
+from ddpm.train import TrainConfig, Trainer, fingerprint
 from tests.conftest import tiny_unet
 
 TINY_MODEL = {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_levels": [1], "heads": 2,
@@ -107,12 +108,18 @@ def test_guide_step_keeps_the_ema_weights_of_that_step_through_a_resume(tmp_path
         load_weights(tmp_path / "p.pt", tiny_unet(), which="guide")
 
 
-def test_truncate_live_metrics(tmp_path):
-    f = tmp_path / "metrics" / "train" / "loss.tsv"
-    f.parent.mkdir(parents=True)
-    f.write_text("step\tloss\n2\t1.0\n4\t0.9\n6\t0.8\n")
-    truncate_live_metrics(tmp_path, 4)
-    assert f.read_text() == "step\tloss\n2\t1.0\n4\t0.9\n"
+def test_a_resumed_run_continues_its_dvclive_history_where_dvc_deleted_it(tmp_path):
+    """DVC deletes a stage's outputs (dvclive's folder too) before it runs the stage again: the history comes back
+    from the checkpoint, exactly as far as the checkpoint went, and the finished checkpoint goes to the output."""
+    live = tmp_path / "live"
+    make_trainer(tmp_path / "r.pt", 1).run(live)
+    loss = live / "plots" / "metrics" / "train" / "loss.tsv"
+    first = loss.read_text()
+    shutil.rmtree(live)
+    make_trainer(tmp_path / "r.pt", 2).run(live, tmp_path / "model" / "checkpoint.pt")
+    assert loss.read_text().startswith(first) and len(loss.read_text().splitlines()) > len(first.splitlines())
+    finished = load_checkpoint(tmp_path / "model" / "checkpoint.pt")
+    assert finished["epoch"] == 2 and finished["live"] and not (tmp_path / "r.pt").exists()  # DVC caches the output
 
 
 def test_guide_step_0_leaves_the_fingerprint_of_older_checkpoints():
