@@ -16,6 +16,7 @@ _LAZY = {  # public name → the submodule that defines it
     "SAMPLERS": "samplers", "run_chain": "samplers", "sample": "samplers", "sample_batched": "samplers",
     "cosine_betas": "schedule", "linear_betas": "schedule", "named_betas": "schedule",
     "UNet": "unet",
+    "load_pretrained": "pretrained",
 }
 __all__ = sorted(_LAZY)
 
@@ -23,7 +24,7 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # one source: the installed distribution's metadata (pyproject.toml)
         try:
-            return version("ddpm")
+            return version("ddpm-dvc")
         except PackageNotFoundError:  # run from a source tree that was never installed
             return "0+unknown"
     if name in _LAZY:

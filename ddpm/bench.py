@@ -23,8 +23,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import curve
-from .checkpoint import load_unet
-from .cli import run_stage
+from .pretrained import load_unet
+from .stage import run_stage
 from .completion import half_mask
 from .device import native_bf16, pick_device, with_autocast
 from .diffusion import Diffusion
@@ -186,7 +186,7 @@ def sampling_quality(cfg: dict[str, Any], diffusion_params: dict[str, Any], step
     out: dict[str, dict[str, float]] = {}
     runs = [("fp32", "off", seed), ("bf16, same noise", "bf16", seed), ("fp32, other noise", "off", seed + 1)]
     for name, amp, s in runs if native_bf16(device) else runs[::2]:
-        model = load_unet(root / "data/mnist/model/checkpoint.pt", cfg, diffusion_params, device, amp)
+        model = load_unet(root / "data/mnist/model", diffusion_params, device, amp)
         t0 = time.perf_counter()
         x = sample_sharded(diffusion, model, n, SHAPE, 100, s, World(), device, sampler="ddim", steps=steps, eta=1.0)
         seconds = time.perf_counter() - t0

@@ -1,5 +1,5 @@
-"""Checkpoints: versioned, checksummed, written atomically with one previous copy kept; and loading their
-weights for sampling."""
+"""Training checkpoints: versioned, checksummed, written atomically with one previous copy kept; loading their weights
+(a fine-tune's start, the raw weights). The model folder a user keeps is ddpm/pretrained.py's."""
 from __future__ import annotations
 
 import hashlib
@@ -11,10 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .device import autocast_dtype, check_sampling_memory, with_autocast
-from .guidance import AutoGuidance
 from .io import atomic_path, ensure_free_space
-from .unet import UNet
 
 CHECKPOINT_FORMAT = "ddpm-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -106,34 +103,19 @@ def load_weights(checkpoint: Path, model: nn.Module, which: str = "ema",
     return model.eval()
 
 
-def load_unet(checkpoint: Path, model_params: dict[str, Any], diffusion_params: dict[str, Any], device: torch.device,
-              amp: str, in_channels: int = 1, context_dim: int = 0, which: str = "ema",
-              batch: tuple[int, str] | None = None, image_size: int = 28, autoguidance: float = 0.0) -> nn.Module:
-    """A trained UNet for sampling: built from its params section, the checkpoint's EMA (or raw) weights loaded after
-    checking its diffusion settings, on `device`, under bf16 autocast when `amp` asks for it. batch = (batch size,
-    its params key): refused in one line if a batch of samples cannot fit in the device's memory. autoguidance = w > 0:
-    guided by the checkpoint's early weights ('guide', kept by train_mnist.guide_step), see `AutoGuidance`."""
-    def build() -> UNet:
-        return UNet.from_params(model_params, in_channels, diffusion_params["T"], context_dim)
-
-    if batch is not None:
-        check_sampling_memory(build, (in_channels, image_size, image_size), batch[0], device, batch[1],
-                              context=torch.zeros(1, context_dim) if context_dim else None)
-    model = with_autocast(load_weights(checkpoint, build(), which, diffusion_params).to(device), autocast_dtype(amp, device))
-    if not autoguidance:
-        return model
-    bad = with_autocast(load_weights(checkpoint, build(), "guide", diffusion_params).to(device), autocast_dtype(amp, device))
-    return AutoGuidance(model, bad, autoguidance)
-
-
 def check_diffusion(checkpoint: Path, state: dict[str, Any], diffusion_params: dict[str, Any]) -> None:
     """Refuse, in one line naming both values, a checkpoint trained with other diffusion settings than `diffusion_params`
     (a model trained for T = 50 sampled with T = 1000 gives wrong images, not an error)."""
     recorded = state.get("fingerprint") if isinstance(state.get("fingerprint"), dict) else {}
     trained = recorded.get("diffusion", recorded.get("section0"))  # section0: checkpoints of 0.1
+    check_trained_diffusion(checkpoint, trained, diffusion_params)
+
+
+def check_trained_diffusion(where: Path, trained: Any, diffusion_params: dict[str, Any]) -> None:
+    """Refuse in one line a model (a checkpoint, a model folder) trained with other diffusion settings."""
     if not isinstance(trained, dict):
         return
     for key, value in diffusion_params.items():
         if key in trained and trained[key] != value:
-            raise ValueError(f"{checkpoint}: trained with diffusion.{key} = {trained[key]!r}, but params.yaml has "
+            raise ValueError(f"{where}: trained with diffusion.{key} = {trained[key]!r}, but params.yaml has "
                              f"diffusion.{key} = {value!r}; set it back, or re-train (dvc repro)")

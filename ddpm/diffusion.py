@@ -7,11 +7,13 @@ the first noising step, so ᾱ_{-1} := 1 and the posterior at t = 0 has variance
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
+from .modelfolder import CONFIG, ModelFolderError, read_config
 from .schedule import named_betas
 
 PREDICTIONS = ("eps", "v")
@@ -55,6 +57,15 @@ class Diffusion:
         """From the `diffusion` params section: {T, schedule, beta_start, beta_end, prediction, weighting, snr_gamma}."""
         return cls(named_betas(p["schedule"], p["T"], beta_start=p["beta_start"], beta_end=p["beta_end"]),
                    prediction=p["prediction"], weighting=p["weighting"], snr_gamma=p["snr_gamma"])
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "Diffusion":
+        """The diffusion a model folder was trained with (config.json's "diffusion" section)."""
+        config = read_config(folder)["diffusion"]
+        try:
+            return cls.from_params(config)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFolderError(f"{Path(folder) / CONFIG}: its 'diffusion' section is incomplete or wrong ({e})") from None
 
     # -- helpers -------------------------------------------------------------------------
     def _at(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

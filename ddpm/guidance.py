@@ -183,7 +183,8 @@ def context_dropout(p_uncond: float) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class ClassifierFreeGuidance(nn.Module):
-    """ε̃(x_t, t) = (1 + w)·ε(x_t, c) − w·ε(x_t, 0), both halves in one batched forward pass."""
+    """ε̃(x_t, t) = (1 + w)·ε(x_t, c) − w·ε(x_t, 0), both halves in one batched forward pass. One context row serves a
+    batch of any size (every image asks for the same c)."""
 
     def __init__(self, model: nn.Module, context: torch.Tensor, guidance: float) -> None:
         super().__init__()
@@ -192,10 +193,10 @@ class ClassifierFreeGuidance(nn.Module):
         self.model, self.context, self.guidance = model, context, guidance
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        context = self.context.expand(len(x), -1) if len(self.context) == 1 else self.context
         if self.guidance == 0:
-            return self.model(x, t, context=self.context)
-        both = self.model(torch.cat([x, x]), torch.cat([t, t]),
-                          context=torch.cat([self.context, torch.zeros_like(self.context)]))
+            return self.model(x, t, context=context)
+        both = self.model(torch.cat([x, x]), torch.cat([t, t]), context=torch.cat([context, torch.zeros_like(context)]))
         cond, uncond = both.chunk(2)
         return (1 + self.guidance) * cond - self.guidance * uncond
 

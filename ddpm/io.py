@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torchvision.transforms.functional import to_pil_image
-from torchvision.utils import make_grid
+from PIL import Image
 
 
 def _umask() -> int:
@@ -98,8 +97,20 @@ def load_torch(path: str | os.PathLike, what: str) -> Any:
 
 
 def image_grid_pil(images: torch.Tensor, nrow: int = 4, padding: int = 2) -> Any:
-    """Images in [−1, 1], (N, C, H, W), as one PIL image grid."""
-    return to_pil_image(make_grid((images.detach().float().cpu().clamp(-1, 1) + 1) / 2, nrow=nrow, padding=padding))
+    """Images in [−1, 1], (N, C, H, W), as one RGB PIL image grid on black: torchvision's make_grid and to_pil_image
+    (same bytes), without torchvision, so that the core library and the CLI need only torch and Pillow."""
+    x = (images.detach().float().cpu().clamp(-1, 1) + 1) / 2
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+    n, c, h, w = x.shape
+    if n == 1:  # make_grid returns a lone image unpadded
+        return Image.fromarray(x[0].mul(255).byte().permute(1, 2, 0).numpy())
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    grid = torch.zeros(c, rows * (h + padding) + padding, cols * (w + padding) + padding)
+    for k in range(n):
+        top, left = (k // cols) * (h + padding) + padding, (k % cols) * (w + padding) + padding
+        grid[:, top:top + h, left:left + w] = x[k]
+    return Image.fromarray(grid.mul(255).byte().permute(1, 2, 0).numpy())
 
 
 def ensure_free_space(folder: Path, needed: int, what: str) -> None:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import params
-from .cli import run_stage
+from .stage import run_stage
 from .distributed import check_launch
 
 

@@ -264,23 +264,24 @@ SCHEMA: dict[str, dict[str, Check]] = {
 
 # What each stage reads besides its own section (which it always reads, named like the stage).
 SHARED = ("runtime", "diffusion", "model")
+SAMPLING_SHARED = ("runtime", "diffusion")  # a sampling stage builds its network from the model folder's config.json
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "download_mnist": (),
     "train_mnist": SHARED,
     "train_mnist_cfg": (*SHARED, "train_mnist"),
     "judge": ("runtime",),
-    "sample": SHARED,
+    "sample": SAMPLING_SHARED,
     "evaluate": ("runtime",),
-    "compare_samplers": SHARED,
-    "completion_sweep": SHARED,
-    "complete": SHARED,
-    "sweep_mnist_cfg": SHARED,
+    "compare_samplers": SAMPLING_SHARED,
+    "completion_sweep": SAMPLING_SHARED,
+    "complete": SAMPLING_SHARED,
+    "sweep_mnist_cfg": SAMPLING_SHARED,
     "report": ("diffusion", "model", "train_mnist", "train_mnist_cfg", "judge", "sample", "evaluate",
                "compare_samplers", "completion_sweep", "complete", "sweep_mnist_cfg"),
     "download_celeba": (),
     "embed_clip": ("runtime", "clip", "train_celeba", "sweep_celeba"),
     "train_celeba": ("runtime", "diffusion", "celeba_model"),
-    "sweep_celeba": ("runtime", "diffusion", "celeba_model", "clip", "download_celeba"),
+    "sweep_celeba": ("runtime", "diffusion", "clip", "download_celeba"),
     "report_celeba": ("clip", "train_celeba", "sweep_celeba"),
 }
 STAGE_OWN = {name: name in SCHEMA for name in STAGE_SECTIONS}  # report_celeba has no section of its own

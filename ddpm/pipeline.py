@@ -92,6 +92,7 @@ def named_paths(script: Path) -> set[str]:
                         definitions.append(value)
     roots = definitions + [n.left for n in ast.walk(tree) if isinstance(n, ast.BinOp) and _fold(n, consts) is not None]
     skipped = {id(sub) for root in roots for sub in ast.walk(root)}  # inside a definition or a join's base
+    skipped |= {id(key) for n in ast.walk(tree) if isinstance(n, ast.Dict) for key in n.keys}  # {"data": …} names no path
     return {folded for node in ast.walk(tree)
             if id(node) not in skipped and (folded := _fold(node, consts)) is not None}
 

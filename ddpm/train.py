@@ -29,6 +29,7 @@ from .diffusion import Diffusion
 from .distributed import World
 from .guidance import ClassifierFreeGuidance
 from .io import image_grid_pil, save_bytes
+from .pretrained import save_pretrained
 from .samplers import sample
 from .unet import UNet
 
@@ -116,6 +117,8 @@ class Trainer:
         self.resume_from = tuple(Path(p) for p in resume_from)
         self.probe = probe  # after every epoch: figures of merit of the EMA weights, logged as quality/*
         self.live_dir: Path | None = None  # dvclive's folder, set by run()
+        self.about: dict[str, Any] = {}  # for the model folder's config.json: data, context, recipe (make_trainer's)
+        self.quality: dict[str, float] = {}  # the probe's figures after the last epoch
         self.device = data.device
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_power)
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -284,6 +287,7 @@ class Trainer:
                     self.live.log_image(f"monitor/epoch_{self.epoch:03d}.png", image_grid_pil(grid, nrow=self.monitor.nrow))
             if self.probe is not None and world.is_main:  # the judge's figures against minutes of training
                 quality = {**self.probe(self.ema.module), "minutes": sum(h["seconds"] for h in self.history) / 60}
+                self.quality = quality
                 self._log({f"quality/{k}": v for k, v in quality.items()})
                 print(f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in quality.items()))
             if self.live is not None:
@@ -312,9 +316,23 @@ class Trainer:
         self.live.make_summary()
         if output is not None:  # the finished run: DVC caches it; the running copy is no longer needed
             save_checkpoint(self.state(), output)
+            if "diffusion" in self.about:  # make_trainer's trainers know their settings: a model folder beside it
+                self.save_model_folder(Path(output).parent)
             for path in (self.checkpoint, previous_path(self.checkpoint)):
                 path.unlink(missing_ok=True)
         return history
+
+    def save_model_folder(self, folder: Path) -> None:
+        """The EMA weights as a self-describing model folder (ddpm/pretrained.py) beside the training checkpoint."""
+        steps_per_epoch = math.ceil(len(self.data) / self.cfg.batch_size)
+        training = {**self.about.get("training", {}), "epochs": self.epoch, "steps": self.step,
+                    "images_seen": self.epoch * len(self.data) + (self.step - self.epoch * steps_per_epoch) * self.cfg.batch_size,
+                    **self.headline()}
+        about = {**self.about, "training": training,
+                 **({"guide": {"step": self.cfg.guide_step}} if self.guide is not None else {})}
+        probe = {k: v for k, v in self.quality.items() if k in ("recognizable", "fid_ratio", "coverage")}
+        save_pretrained(folder, self.ema.module, about.pop("diffusion"), sample_shape=tuple(self.data.shape[1:]),
+                        guide=self.guide, about=about, metrics={**probe, "probe": self.about.get("probe", "")} if probe else {})
 
     def headline(self) -> dict[str, float]:
         """The training's few figures for `dvc metrics show`."""
@@ -415,13 +433,14 @@ def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  probe: Callable[[nn.Module], dict[str, float]] | None = None, section: str = "train_mnist",
                  init_from: Path | None = None, resume_from: tuple[Path | None, ...] = (),
-                 **fingerprint_extra: Any) -> Trainer:
+                 about: dict[str, Any] | None = None, **fingerprint_extra: Any) -> Trainer:
     """A Trainer for a training stage's params: the UNet (seeded), its monitoring grid and its resume fingerprint.
 
     recipe: a train_mnist-like section with runtime keys merged in (device, amp). monitor_context: the grid's
     context rows (then guided with recipe["monitor_guidance"]); None draws recipe["monitor_n"] unconditional images.
     section: the params section the recipe comes from, named in its one-line refusals. resume_from: finished
-    checkpoints a run of these settings may continue (None entries are skipped), see Trainer.
+    checkpoints a run of these settings may continue (None entries are skipped), see Trainer. about: what the model
+    folder's config.json says of the data and context (e.g. {"title": …, "data": "MNIST's 60 000 training digits"}).
     """
     diffusion = Diffusion.from_params(diffusion_params)
     def build() -> UNet:
@@ -447,8 +466,14 @@ def make_trainer(recipe: dict[str, Any], diffusion_params: dict[str, Any], model
     if init_from is not None:  # the weights it started from: a longer-trained start is another run
         start = load_checkpoint(init_from)
         fingerprint_extra["init"] = {"from": str(init_from), "epoch": start["epoch"], "step": start["step"]}
-    return Trainer(model, diffusion, data.to(device), TrainConfig.from_params(recipe, autocast), checkpoint,
+    trainer = Trainer(model, diffusion, data.to(device), TrainConfig.from_params(recipe, autocast), checkpoint,
                    fingerprint({"diffusion": diffusion_params, "model": model_params,
                                 "recipe": {**recipe, "amp": str(autocast)}}, n_images=len(data), **fingerprint_extra),
                    monitor=monitor, transform=transform, world=world, probe=probe,
                    resume_from=tuple(p for p in resume_from if p is not None))
+    trainer.about = {**(about or {}), "diffusion": diffusion_params,
+                     "training": {"stage": section, "batch_size": recipe["batch_size"], "lr": recipe["lr"],
+                                  "lr_schedule": recipe["lr_schedule"], "ema_decay": recipe["ema_decay"],
+                                  "precision": str(autocast or torch.float32).removeprefix("torch.")},
+                     **({"init": fingerprint_extra["init"]} if "init" in fingerprint_extra else {})}
+    return trainer

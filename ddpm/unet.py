@@ -6,11 +6,14 @@ t ∈ [0, T) into the float t / (T − 1) ∈ [0, 1] before the sinusoidal embed
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .modelfolder import CONFIG, WEIGHTS, ModelFolderError, load_into, read_config
 
 
 def sinusoidal_embedding(s: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
@@ -128,6 +131,11 @@ class UNet(nn.Module):
         super().__init__()
         if num_timesteps < 2:
             raise ValueError(f"num_timesteps = {num_timesteps}: must be ≥ 2")
+        self.config = {  # the constructor's arguments: what config.json stores (diffusers' register_to_config)
+            "in_channels": in_channels, "channels": channels, "channel_mults": list(channel_mults),
+            "num_res_blocks": num_res_blocks, "attention_levels": list(attention_levels), "heads": heads,
+            "dropout": dropout, "groups": groups, "num_timesteps": num_timesteps, "context_dim": context_dim,
+            "out_channels": out_channels, "patch_size": patch_size, "conditioning": conditioning}
         self.num_timesteps = num_timesteps
         self.in_channels = in_channels
         self.context_dim = context_dim
@@ -187,6 +195,17 @@ class UNet(nn.Module):
                    num_res_blocks=p["num_res_blocks"], attention_levels=tuple(p["attention_levels"]), heads=p["heads"],
                    dropout=p["dropout"], groups=p["groups"], num_timesteps=num_timesteps, context_dim=context_dim,
                    patch_size=p["patch_size"], conditioning=p.get("conditioning", "add"))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, weights: str = WEIGHTS) -> "UNet":
+        """The network a model folder describes (config.json's "unet"), with its EMA weights (or `weights`, e.g.
+        guide.safetensors), in eval mode; no params.yaml needed."""
+        config = read_config(folder)
+        try:
+            model = cls(**config["unet"])
+        except (TypeError, ValueError, RuntimeError) as e:  # unknown keys, impossible sizes
+            raise ModelFolderError(f"{Path(folder) / CONFIG}: its 'unet' section does not build a UNet ({e})") from None
+        return load_into(model, folder, weights)
 
     def time_to_unit(self, t: torch.Tensor) -> torch.Tensor:
         """The integer t ∈ [0, T) as the float t / (T − 1) ∈ [0, 1]."""

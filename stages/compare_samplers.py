@@ -4,15 +4,15 @@ import time
 from pathlib import Path
 
 from ddpm import distributed, params
-from ddpm.checkpoint import load_unet
-from ddpm.cli import run_stage
 from ddpm.diffusion import Diffusion
 from ddpm.evaluation import score_samples
 from ddpm.figures import sampler_figure, save_figure
 from ddpm.io import save_json
 from ddpm.judge import load_judge
+from ddpm.pretrained import load_unet
+from ddpm.stage import run_stage
 
-CHECKPOINT, JUDGE = Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
+MODEL, JUDGE = Path("data/mnist/model"), Path("data/mnist/judge/judge.pt")
 OUT = Path("reports/compare_samplers")
 
 
@@ -22,8 +22,8 @@ def main() -> None:
     world, device = distributed.init(cp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
     judge, reference = load_judge(JUDGE, device)
-    models = {(w, ag): load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"], autoguidance=ag,
-                                 which={"ema": "ema", "raw": "model"}[w], batch=(cp["batch_size"], "compare_samplers.batch_size"))
+    models = {(w, ag): load_unet(MODEL, p["diffusion"], device, cp["amp"], which=w, autoguidance=ag,
+                                 batch=(cp["batch_size"], "compare_samplers.batch_size"))
               for w, ag in {(row["weights"], row["autoguidance"]) for row in cp["rows"]}}
     rows = []
     for row in cp["rows"]:

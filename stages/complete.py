@@ -4,8 +4,6 @@ from pathlib import Path
 import torch
 
 from ddpm import params
-from ddpm.checkpoint import load_unet
-from ddpm.cli import run_stage
 from ddpm.completion import ROUTE_NAMES, best_rows, completion_kwargs, figure_tasks
 from ddpm.data import load_mnist
 from ddpm.device import pick_device
@@ -13,9 +11,11 @@ from ddpm.diffusion import Diffusion
 from ddpm.figures import completion_figure, save_figure
 from ddpm.guidance import complete_image
 from ddpm.io import read_json, save_json, save_torch
+from ddpm.pretrained import load_unet
 from ddpm.report import INPUT_SHAPES
+from ddpm.stage import run_stage
 
-RAW, CHECKPOINT = Path("data/mnist/raw"), Path("data/mnist/model/checkpoint.pt")
+RAW, MODEL = Path("data/mnist/raw"), Path("data/mnist/model")
 SWEEP, OUT = Path("reports/completion_sweep/table.json"), Path("reports/complete")
 
 
@@ -27,7 +27,7 @@ def main() -> None:
         scale = best_rows(read_json(SWEEP, "completion sweep table", INPUT_SHAPES["completion"]))[cp["route"]]["scale"]
     device = pick_device(cp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"],
+    model = load_unet(MODEL, p["diffusion"], device, cp["amp"],
                       batch=(6 * cp["n_per_image"], "complete.n_per_image"))
     test, labels = load_mnist(RAW, "test")
     idx, masks = figure_tasks(test, cp["figure_seed"])

@@ -4,8 +4,6 @@ import time
 from pathlib import Path
 
 from ddpm import distributed, params
-from ddpm.checkpoint import load_unet
-from ddpm.cli import run_stage
 from ddpm.completion import (GRADIENT_ROUTES, ROUTE_NAMES, completion_kwargs, half_tasks, nearest_completions,
                              sweep_row, sweep_settings)
 from ddpm.data import load_mnist
@@ -14,10 +12,12 @@ from ddpm.figures import completion_sweep_figure, save_figure
 from ddpm.guidance import complete_image
 from ddpm.io import save_json
 from ddpm.judge import judge_images, load_judge
+from ddpm.pretrained import load_unet
 from ddpm.samplers import image_generators
+from ddpm.stage import run_stage
 
 RAW, JUDGE, OUT = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt"), Path("reports/completion_sweep")
-CHECKPOINT = Path("data/mnist/model/checkpoint.pt")
+MODEL = Path("data/mnist/model")
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     cp = p["completion_sweep"]
     world, device = distributed.init(cp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"],
+    model = load_unet(MODEL, p["diffusion"], device, cp["amp"],
                       batch=(cp["batch_size"], "completion_sweep.batch_size"))
     (judge, _), (test, labels) = load_judge(JUDGE, device), load_mnist(RAW, "test")
     idx, y, masks = half_tasks(test, cp["images"], cp["seed"])

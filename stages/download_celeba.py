@@ -5,8 +5,8 @@ from pathlib import Path
 
 from ddpm import params
 from ddpm.celeba import download_celeba, preprocess, read_clip_data, verify_layout, write_clip_data
-from ddpm.cli import run_stage
 from ddpm.io import atomic_path, save_torch
+from ddpm.stage import run_stage
 
 OUT = Path("data")
 

@@ -2,9 +2,9 @@
 from pathlib import Path
 
 from ddpm import params
-from ddpm.cli import run_stage
 from ddpm.data import MNIST_MD5, download_mnist
 from ddpm.io import save_json
+from ddpm.stage import run_stage
 
 OUT = Path("data/mnist/raw")
 

@@ -7,10 +7,10 @@ import torch
 
 from ddpm import params
 from ddpm.celeba import read_clip_data
-from ddpm.cli import run_stage
 from ddpm.context import ClipEncoder, embed_images_in_chunks
 from ddpm.device import pick_device
 from ddpm.io import load_torch, save_torch
+from ddpm.stage import run_stage
 
 DATA, OUT = Path("data"), Path("data/clip")
 CHUNKS = Path("data/resume/embed_clip")  # where a killed run resumes: not an output (DVC deletes those)

@@ -2,13 +2,13 @@
 from pathlib import Path
 
 from ddpm import params
-from ddpm.cli import run_stage
 from ddpm.data import load_mnist
 from ddpm.device import pick_device
 from ddpm.evaluation import evaluate_samples, reference_rows
 from ddpm.io import load_torch, save_json, save_torch
 from ddpm.judge import judge_images, load_judge
 from ddpm.metrics import check_samples
+from ddpm.stage import run_stage
 
 RAW, SAMPLES, JUDGE = Path("data/mnist/raw"), Path("data/mnist/samples"), Path("data/mnist/judge/judge.pt")
 OUT, REPORTS = Path("data/mnist/eval/judged.pt"), Path("reports/evaluate")

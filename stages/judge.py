@@ -3,13 +3,13 @@ noise and blur (an eleventh class), and its temperature is fitted on held-out tr
 from pathlib import Path
 
 from ddpm import params
-from ddpm.cli import run_stage
 from ddpm.data import load_mnist
 from ddpm.device import pick_device
 from ddpm.io import save_json, save_torch
 from ddpm.judge import (calibrate, expected_calibration_error, holdout_split, judge_images, judge_rows,
                         reference_features, train_judge)
 from ddpm.metrics import split_test
+from ddpm.stage import run_stage
 
 RAW, OUT, METRICS = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt"), Path("reports/judge/metrics.json")
 

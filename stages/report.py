@@ -4,10 +4,10 @@ from pathlib import Path
 from ddpm import params
 from ddpm.checkpoint import load_checkpoint
 from ddpm.checks import posterior_table
-from ddpm.cli import run_stage
 from ddpm.diffusion import Diffusion
 from ddpm.io import load_torch, read_json, save_json
 from ddpm.report import INPUT_SHAPES, headline, mnist_context, mnist_figures, render, write_report
+from ddpm.stage import run_stage
 
 INPUTS = {  # what the report reads: (path, what it is)
     "evaluation": ("reports/evaluate/detail.json", "evaluation"), "judge": ("reports/judge/metrics.json", "judge metrics"),

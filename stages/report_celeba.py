@@ -4,9 +4,9 @@ from pathlib import Path
 
 from ddpm import params
 from ddpm.checkpoint import load_checkpoint
-from ddpm.cli import run_stage
 from ddpm.io import load_torch, read_json, save_json
 from ddpm.report import CELEBA_TABLE, celeba_report, write_report
+from ddpm.stage import run_stage
 
 TABLE, SAMPLES = Path("reports/sweep_celeba/table.json"), Path("data/sweep/samples.pt")
 CHECKPOINT, LIVE = Path("data/model/checkpoint.pt"), Path("reports/train_celeba/plots")

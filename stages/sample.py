@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 from ddpm import distributed, params
-from ddpm.checkpoint import load_unet
-from ddpm.cli import run_stage
 from ddpm.diffusion import Diffusion
 from ddpm.io import save_json, save_png_grid, save_torch
+from ddpm.pretrained import load_unet
+from ddpm.stage import run_stage
 
-CHECKPOINT, OUT = Path("data/mnist/model/checkpoint.pt"), Path("data/mnist/samples")
+MODEL, OUT = Path("data/mnist/model"), Path("data/mnist/samples")
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     sp = p["sample"]
     world, device = distributed.init(sp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, sp["amp"], batch=(sp["batch_size"], "sample.batch_size"),
+    model = load_unet(MODEL, p["diffusion"], device, sp["amp"], batch=(sp["batch_size"], "sample.batch_size"),
                       autoguidance=sp["autoguidance"])
     seconds, images = {}, {}
     for name, n, seed in (("grid", sp["n_grid"], sp["seed"]), ("eval", sp["n_eval"], sp["seed"] + 1)):

@@ -6,14 +6,14 @@ from pathlib import Path
 import torch
 
 from ddpm import distributed, params
-from ddpm.checkpoint import load_unet
-from ddpm.cli import run_stage
 from ddpm.context import ClipEncoder, load_embeddings, prompt_embeddings
 from ddpm.diffusion import Diffusion
 from ddpm.io import save_json, save_torch
 from ddpm.metrics import clip_score, embedding_diversity
+from ddpm.pretrained import load_unet
+from ddpm.stage import run_stage
 
-EMB, CHECKPOINT = Path("data/clip/embeddings.pt"), Path("data/model/checkpoint.pt")
+EMB, MODEL = Path("data/clip/embeddings.pt"), Path("data/model")
 OUT, SAMPLES = Path("reports/sweep_celeba"), Path("data/sweep/samples.pt")
 
 
@@ -24,8 +24,7 @@ def main() -> None:
     emb = load_embeddings(EMB)
     text = prompt_embeddings(emb, sp["prompts"], EMB).repeat_interleave(sp["n_per_prompt"], 0)
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["celeba_model"], p["diffusion"], device, sp["amp"], in_channels=3,
-                      context_dim=emb["dim"], batch=(2 * sp["batch_size"], "sweep_celeba.batch_size"), image_size=size)
+    model = load_unet(MODEL, p["diffusion"], device, sp["amp"], batch=(2 * sp["batch_size"], "sweep_celeba.batch_size"))
     encoder = ClipEncoder.from_params(p["clip"], device) if world.is_main else None
     rows, samples = [], {}
     for w in [*sp["guidance_scales"], "uncond"]:

@@ -6,16 +6,16 @@ from pathlib import Path
 import torch
 
 from ddpm import distributed, params
-from ddpm.checkpoint import load_unet
-from ddpm.cli import run_stage
 from ddpm.context import digit_context, parse_digit_prompt
 from ddpm.diffusion import Diffusion
 from ddpm.evaluation import score_guided
 from ddpm.figures import guidance_grid_figure, save_figure, tradeoff_figure
 from ddpm.io import save_json, save_torch
 from ddpm.judge import load_judge
+from ddpm.pretrained import load_unet
+from ddpm.stage import run_stage
 
-CHECKPOINT, JUDGE = Path("data/mnist/model_cfg/checkpoint.pt"), Path("data/mnist/judge/judge.pt")
+MODEL, JUDGE = Path("data/mnist/model_cfg"), Path("data/mnist/judge/judge.pt")
 OUT, SAMPLES = Path("reports/sweep_mnist_cfg"), Path("data/mnist/sweep_cfg/samples.pt")
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     cp = p["sweep_mnist_cfg"]
     world, device = distributed.init(cp["device"])
     diffusion = Diffusion.from_params(p["diffusion"])
-    model = load_unet(CHECKPOINT, p["model"], p["diffusion"], device, cp["amp"], context_dim=10,
+    model = load_unet(MODEL, p["diffusion"], device, cp["amp"],
                       batch=(2 * cp["batch_size"], "sweep_mnist_cfg.batch_size"))  # guidance: two passes per image
     judge, reference = load_judge(JUDGE, device)
     digits = [parse_digit_prompt(prompt) for prompt in cp["prompts"]]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ddpm import distributed, params
 from ddpm.celeba import random_hflip, to_model_range
-from ddpm.cli import run_stage
 from ddpm.context import load_embeddings, prompt_embeddings
 from ddpm.dvccache import cached_output_file
 from ddpm.guidance import context_dropout
 from ddpm.io import load_torch
+from ddpm.stage import run_stage
 from ddpm.train import make_trainer
 
 DATA, EMB = Path("data/images.pt"), Path("data/clip/embeddings.pt")
@@ -35,6 +35,8 @@ def main() -> None:
     trainer = make_trainer(tp, p["diffusion"], p["celeba_model"], images, RESUME, device, world, resume_from=last,
                            context_dim=context.shape[1], monitor_context=monitor_context, nrow=len(monitor_context),
                            transform=lambda x: random_hflip(to_model_range(x)), section="train_celeba",
+                           about={"title": "CLIP-conditioned DDPM on CelebA", "data": f"CelebA, {len(images)} faces",
+                                  "context": f"CLIP image embeddings ({emb['model']})"},
                            image_size=images.shape[-1],
                            clip=emb["model"])
     trainer.run(LIVE, MODEL, context=context.to(device), context_dropout=context_dropout(tp["p_uncond"]))

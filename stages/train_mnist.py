@@ -3,7 +3,6 @@ a monitoring grid and the judge's figures for monitor_judge_n samples after ever
 from pathlib import Path
 
 from ddpm import distributed, params
-from ddpm.cli import run_stage
 from ddpm.data import load_mnist
 from ddpm.device import autocast_dtype
 from ddpm.diffusion import Diffusion
@@ -11,6 +10,7 @@ from ddpm.dvccache import cached_output_file
 from ddpm.evaluation import QualityProbe
 from ddpm.judge import load_judge
 from ddpm.metrics import split_test
+from ddpm.stage import run_stage
 from ddpm.train import make_trainer
 
 RAW, JUDGE = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt")
@@ -31,7 +31,10 @@ def main() -> None:
                              {"sampler": "ddim", "steps": tp["monitor_steps"], "eta": 1.0}, tp["seed"] + 2,
                              autocast_dtype(tp["amp"], device))
     last = (MODEL, cached_output_file("train_mnist", "data/mnist/model", "checkpoint.pt"))  # its last finished run
-    trainer = make_trainer(tp, p["diffusion"], p["model"], x, RESUME, device, world, resume_from=last, probe=probe)
+    about = {"title": "DDPM on MNIST", "data": f"MNIST, {len(x)} training digits",
+             "probe": f"N = {tp['monitor_judge_n']}, DDIM {tp['monitor_steps']}, η = 1, unguided"}
+    trainer = make_trainer(tp, p["diffusion"], p["model"], x, RESUME, device, world, resume_from=last, probe=probe,
+                           about=about)
     trainer.run(LIVE, MODEL)
     distributed.shutdown()
 

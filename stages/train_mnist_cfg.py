@@ -3,11 +3,11 @@ context, dropped with probability p_uncond (get_context_mask); its monitoring gr
 from pathlib import Path
 
 from ddpm import distributed, params
-from ddpm.cli import run_stage
 from ddpm.context import digit_context
 from ddpm.data import load_mnist
 from ddpm.dvccache import cached_output_file
 from ddpm.guidance import context_dropout
+from ddpm.stage import run_stage
 from ddpm.train import make_trainer
 
 RAW, MODEL, LIVE = Path("data/mnist/raw"), Path("data/mnist/model_cfg/checkpoint.pt"), Path("reports/train_mnist_cfg")
@@ -26,7 +26,9 @@ def main() -> None:
     trainer = make_trainer(recipe, p["diffusion"], p["model"], x, RESUME, device, world, resume_from=last,
                            context_dim=10,
                            monitor_context=digit_context(list(range(10)) * 2), nrow=10, section="train_mnist_cfg",
-                           init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None)
+                           init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None,
+                           about={"title": "DDPM on MNIST, given the digit (classifier-free guidance)",
+                                  "data": f"MNIST, {len(x)} training digits", "context": "the digit's one-hot label"})
     trainer.run(LIVE, MODEL, context=digit_context(labels).to(device), context_dropout=context_dropout(cp["p_uncond"]))
     distributed.shutdown()
 

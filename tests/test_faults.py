@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ddpm import Diffusion, linear_betas, sample
-from ddpm.checkpoint import check_diffusion, load_checkpoint, load_unet, previous_path, save_checkpoint
+from ddpm.checkpoint import check_diffusion, load_checkpoint, previous_path, save_checkpoint
+from ddpm.pretrained import load_unet, save_pretrained
 from ddpm.context import _saved_chunk
 from ddpm.data import DataError, download_mnist, load_mnist
 from ddpm.device import check_training_memory, native_bf16
@@ -87,13 +88,14 @@ def test_a_judge_below_min_accuracy_leaves_the_last_judge_in_place(tmp_path, mni
 def test_sampling_refuses_a_checkpoint_of_other_diffusion_settings(tmp_path):
     model_cfg = dict(channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_levels=[1], heads=2, dropout=0.0,
                      groups=4, patch_size=1)
-    trained = {"T": 50, "schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+    trained = {"T": 50, "schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "prediction": "eps",
+               "weighting": "none", "snr_gamma": 5.0}
     model = UNet.from_params(model_cfg, 1, 50)
-    save_checkpoint({"fingerprint": {"diffusion": trained}, "ema": model.state_dict()}, tmp_path / "checkpoint.pt")
-    load_unet(tmp_path / "checkpoint.pt", model_cfg, trained, torch.device("cpu"), "off")
+    save_pretrained(tmp_path / "model", model, trained, sample_shape=(1, 28, 28))
+    load_unet(tmp_path / "model", trained, torch.device("cpu"), "off")
     with pytest.raises(ValueError, match=r"trained with diffusion.schedule = 'linear', but params.yaml has "
                                          r"diffusion.schedule = 'cosine'"):
-        load_unet(tmp_path / "checkpoint.pt", model_cfg, {**trained, "schedule": "cosine"}, torch.device("cpu"), "off")
+        load_unet(tmp_path / "model", {**trained, "schedule": "cosine"}, torch.device("cpu"), "off")
     with pytest.raises(ValueError, match="trained with diffusion.T = 50, but params.yaml has diffusion.T = 1000"):
         check_diffusion(tmp_path / "c.pt", {"fingerprint": {"diffusion": trained}}, {**trained, "T": 1000})
 

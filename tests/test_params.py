@@ -111,7 +111,7 @@ def test_a_stage_overrides_runtime_and_reads_only_its_sections(tmp_path):
     write_yaml(p, tmp_path / "params.yaml")
     got = load_stage("sample", tmp_path / "params.yaml")
     assert got["sample"]["nproc"] == 2 and got["sample"]["device"] == "auto" and got["runtime"]["nproc"] == 1
-    assert set(got) == {"sample", "runtime", "diffusion", "model"}
+    assert set(got) == {"sample", "runtime", "diffusion"}  # the network comes from the model folder
     assert "nproc" in OPTIONAL["sample"] and "download_mnist" not in OPTIONAL
     with pytest.raises(ParamError, match="download_mnist.nproc is not a known key"):
         validate(with_value("download_mnist.nproc", 2), ["download_mnist"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from ddpm.checkpoint import load_checkpoint
 from ddpm.params import read_yaml
@@ -18,6 +19,7 @@ from tests.conftest import own_modules, stage_env, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
+CLI = [sys.executable, "-m", "ddpm.cli"]  # the `ddpm` console script's entry point
 
 
 def run(cmd, cwd, check=True, **kw):
@@ -95,6 +97,10 @@ def test_dvc_exp_run_makes_every_output_without_a_warning(project):
     assert json.loads((project / "data/mnist/source.json").read_text())["source"].startswith("dir:")
     ckpt = load_checkpoint(project / "data/mnist/model/checkpoint.pt")
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2 and set(ckpt["guide"]) == set(ckpt["ema"])
+    for folder in ("model", "model_cfg"):  # each training stage's model folder beside its checkpoint
+        names = {p.name for p in (project / "data/mnist" / folder).iterdir()}
+        assert {"config.json", "model.safetensors", "README.md", "checkpoint.pt"} <= names, names
+    assert "guide.safetensors" in {p.name for p in (project / "data/mnist/model").iterdir()}
     assert "autoguidance w = 1" in json.loads((project / "data/mnist/samples/info.json").read_text())["sampler"]
     grid = torch.load(project / "data/mnist/samples/grid.pt", weights_only=True)
     assert grid.shape == (16, 1, 28, 28) and grid.min() >= -1 and grid.max() <= 1
@@ -282,6 +288,30 @@ def test_an_experiment_comes_back_whole_and_is_shared_through_a_remote(project, 
     run(DVC + ["pull"], clone)
     assert (clone / MODEL).read_bytes() == a_model
     assert run(DVC + ["status"], clone).stdout.strip() == CLEAN
+    run(CLI + ["sample", "data/mnist/model", "-n", "2", "--steps", "3", "-o", str(tmp_path / "pulled.png")], clone)
+
+
+def test_the_model_folder_alone_samples_completes_loads_and_exports(project, tmp_path):
+    """In fresh processes, from a copy of the folder (no params.yaml, no pipeline): the CLI samples (the twin by its
+    label too) and completes a test digit, load_pretrained loads it, diffusers samples its export."""
+    for folder in ("model", "model_cfg"):
+        shutil.copytree(project / "data/mnist" / folder, tmp_path / folder)
+    (tmp_path / "model" / "checkpoint.pt").unlink()  # what a user keeps: the safetensors, the config, the card
+    run(CLI + ["sample", "model", "-n", "4", "--steps", "5", "--autoguidance", "1", "-o", "samples.npz"], tmp_path)
+    run(CLI + ["sample", "model_cfg", "-n", "3", "--steps", "5", "--label", "3", "--guidance", "2", "-o", "threes.pt"],
+        tmp_path)
+    digit = torch.load(project / "data/mnist/samples/grid.pt", weights_only=True)[0]
+    Image.fromarray(((digit[0] + 1) * 127.5).round().byte().numpy()).save(tmp_path / "digit.png")
+    run(CLI + ["complete", "model", "--image", "digit.png", "--hide", "bottom", "-n", "2", "--steps", "5",
+               "-o", "completed.png"], tmp_path)
+    code = ("from ddpm.pretrained import load_pretrained; import torch; m, d, c = load_pretrained('model'); "
+            "print(d.T, c['training']['images_seen'], m(torch.zeros(1, 1, 28, 28), torch.tensor([3])).shape)")
+    assert run([sys.executable, "-c", code], tmp_path).stdout.split() == ["50", "512", "torch.Size([1,", "1,", "28,", "28])"]
+    run(CLI + ["export", "model", "--to", "diffusers", "exported"], tmp_path)
+    code = ("import diffusers, torch, ddpm.diffusers_unet; p = diffusers.DDPMPipeline.from_pretrained('exported'); "
+            "print(p(batch_size=2, num_inference_steps=50, generator=torch.Generator().manual_seed(0), output_type='np')"
+            ".images.shape)")
+    assert run([sys.executable, "-c", code], tmp_path).stdout.strip() == "(2, 28, 28, 1)"
 
 
 def test_a_queued_grid_reuses_the_cached_download_and_judge(project):

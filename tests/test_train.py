@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ddpm import Diffusion, linear_betas
-from ddpm.checkpoint import load_checkpoint, load_unet, load_weights
+from ddpm.checkpoint import load_checkpoint, load_weights
+from ddpm.pretrained import load_unet, save_pretrained
 from ddpm.distributed import World
 from ddpm.train import TrainConfig, Trainer, fingerprint
 from tests.conftest import tiny_unet
@@ -99,7 +100,11 @@ def test_guide_step_keeps_the_ema_weights_of_that_step_through_a_resume(tmp_path
         assert not all(torch.equal(guide[n], v) for n, v in load_checkpoint(path)["ema"].items())
     good = load_weights(tmp_path / "a.pt", tiny_unet())
     bad = load_weights(tmp_path / "a.pt", tiny_unet(), which="guide")
-    guided = load_unet(tmp_path / "a.pt", TINY_MODEL, {"T": 100}, torch.device("cpu"), "off", autoguidance=1.5)
+    folder = tmp_path / "model"  # the model folder a finished run writes, with the early weights beside the EMA's
+    diffusion = {"T": 100, "schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "prediction": "eps",
+                 "weighting": "none", "snr_gamma": 5.0}
+    save_pretrained(folder, good, diffusion, sample_shape=(1, 28, 28), guide=load_checkpoint(tmp_path / "a.pt")["guide"])
+    guided = load_unet(folder, diffusion, torch.device("cpu"), "off", autoguidance=1.5)
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 90])
     with torch.no_grad():
         assert not torch.allclose(good(x, t), bad(x, t), atol=1e-4)

@@ -1,0 +1,21 @@
+"""What every stage shares: run a main() so that expected failures print one line, not a traceback."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from .data import DataError
+from .params import ParamError
+
+EXPECTED = (ParamError, DataError, FileNotFoundError, ValueError, FloatingPointError, RuntimeError, OSError,
+            MemoryError)
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Call main(); on an expected error print 'error: <one line>' to stderr and exit 1."""
+    try:
+        main()
+    except EXPECTED as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        sys.exit(1)
