@@ -324,10 +324,8 @@ class Trainer:
 
     def save_model_folder(self, folder: Path) -> None:
         """The EMA weights as a self-describing model folder (ddpm/pretrained.py) beside the training checkpoint."""
-        steps_per_epoch = math.ceil(len(self.data) / self.cfg.batch_size)
         training = {**self.about.get("training", {}), "epochs": self.epoch, "steps": self.step,
-                    "images_seen": self.epoch * len(self.data) + (self.step - self.epoch * steps_per_epoch) * self.cfg.batch_size,
-                    **self.headline()}
+                    "images_seen": self.epoch * len(self.data), **self.headline()}  # a finished run: whole epochs
         about = {**self.about, "training": training,
                  **({"guide": {"step": self.cfg.guide_step}} if self.guide is not None else {})}
         probe = {k: v for k, v in self.quality.items() if k in ("recognizable", "fid_ratio", "coverage")}
