@@ -56,7 +56,7 @@ def train_with_snapshots(step: Callable[[], None], snapshot: Callable[[], Any], 
 
 def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[float], workdir: Path
                ) -> tuple[Diffusion, list[dict[str, Any]]]:
-    """The CPU profile's train_mnist recipe (params.yaml with profiles/cpu.yaml applied): snapshots of its EMA, each
+    """The CPU profile's train_mnist recipe (params.yaml's `profile: cpu` values): snapshots of its EMA, each
     with the early EMA weights kept by train_mnist.guide_step once that step has passed (None before). A cosine
     learning rate spans the whole epochs closest to what the longest budget allows (timed on steps 5–35, inside the
     warm-up where the schedule's length does not matter yet), as the peer's schedule spans its longest budget."""
