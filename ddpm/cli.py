@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .completion import half_mask
+from .completion import completion_kwargs, half_mask
 from .context import digit_context
 from .device import pick_device
 from .export import export_diffusers
@@ -125,15 +125,13 @@ def run_sample(a: argparse.Namespace) -> None:
 
 def run_complete(a: argparse.Namespace) -> None:
     check_common(a)
+    if not 0 <= a.scale <= MAX_SCALE:
+        raise UsageError(f"--scale {a.scale}: must be between 0 and {MAX_SCALE:g}")
     model, diffusion, config = load_model(a)
     y = read_image(a.image, tuple(config["sample_shape"])).repeat(a.n, 1, 1, 1)
     mask = half_mask(tuple(y.shape), a.hide)
-    if not 0 <= a.scale <= MAX_SCALE:
-        raise UsageError(f"--scale {a.scale}: must be between 0 and {MAX_SCALE:g}")
-    route = {"guidance": "replace"} if a.route == "replace" else (
-        {"guidance": "mcg", "wrt": "xt"} if a.route == "mcg" else {"guidance": "gradient", "wrt": a.route})
     device = device_of(model)
-    out = complete_image(diffusion, model, (y * mask).to(device), mask.to(device), a.scale, **route,
+    out = complete_image(diffusion, model, (y * mask).to(device), mask.to(device), **completion_kwargs(a.route, a.scale),
                          generator=image_generators(a.seed, range(a.n), device), **sampling(a, diffusion.T))
     write_images(torch.cat([(y * mask)[:1].cpu(), out.cpu()]), a.output, a.force)
     print(f"the masked digit and {a.n} completions ({a.route}, scale {a.scale:g}) in {a.output}")
