@@ -27,10 +27,10 @@ from .context import digit_context
 from .device import pick_device
 from .export import export_diffusers
 from .guidance import ClassifierFreeGuidance, complete_image
-from .io import atomic_path, image_grid_pil
+from .io import atomic_path, image_grid_pil, one_line
 from .modelfolder import ModelFolderError, read_config
 from .pretrained import load_pretrained
-from .samplers import SAMPLERS, image_generators, sample_batched
+from .samplers import SAMPLERS, check_sampler, image_generators, sample_batched
 from .unet import UNet
 
 MAX_IMAGES, MAX_SCALE, MAX_SIDE = 100_000, 100.0, 4096
@@ -56,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
     except (UsageError, ModelFolderError, ValueError, FloatingPointError, OSError, RuntimeError, MemoryError) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
     return 0
 
@@ -190,9 +189,7 @@ def sampling(a: argparse.Namespace, T: int) -> dict[str, Any]:
     """The sampler's settings, checked against the model's T."""
     if a.steps is None:
         a.steps = T if a.sampler == "ancestral" else min(50, T)
-    if a.sampler == "ancestral" and a.steps != T:
-        raise UsageError(f"--steps {a.steps}: the ancestral sampler visits all T = {T} steps of this model; "
-                         "use --sampler ddim for fewer")
+    check_sampler(a.sampler, a.steps, T)  # the library's own rule: ancestral visits all T steps
     if not 1 <= a.steps <= T:
         raise UsageError(f"--steps {a.steps}: must be between 1 and this model's T = {T}")
     return {"sampler": a.sampler, "steps": a.steps, "eta": a.eta}

@@ -48,6 +48,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def one_line(error: BaseException) -> str:
+    """An error as the one line a stage or the command prints: its message's first line, or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)

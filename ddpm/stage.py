@@ -5,6 +5,7 @@ import sys
 from typing import Callable
 
 from .data import DataError
+from .io import one_line
 from .params import ParamError
 
 EXPECTED = (ParamError, DataError, FileNotFoundError, ValueError, FloatingPointError, RuntimeError, OSError,
@@ -16,6 +17,5 @@ def run_stage(main: Callable[[], None]) -> None:
     try:
         main()
     except EXPECTED as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(1)

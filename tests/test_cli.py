@@ -52,7 +52,7 @@ def run_cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "ddpm.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True)
 
 
-def test_sample_complete_info_export_on_a_folder(folders, tmp_path):
+def test_sample_complete_and_info_on_a_folder(folders, tmp_path):
     out = tmp_path / "grid.png"
     assert main(["sample", str(folders / "model"), "-n", "6", "--steps", "5", "--seed", "3", "-o", str(out)]) == 0
     assert Image.open(out).size == (6 * 30 + 2, 32)  # one row of six 28×28 digits, 2 pixels apart
