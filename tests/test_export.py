@@ -1,4 +1,6 @@
-"""`ddpm export --to diffusers`: diffusers loads the folder, predicts our ε̂, schedules our β_t and samples it."""
+"""`ddpm export --to diffusers`: diffusers loads the folder, predicts our ε̂, schedules our β_t and samples it — the
+very images our ancestral sampler draws from the same seed, so the judge's verdict on ours holds for its pipeline."""
+import numpy as np
 import pytest
 import torch
 
@@ -6,6 +8,7 @@ from ddpm.cli import main
 from ddpm.diffusion import Diffusion
 from ddpm.export import diffusers_scheduler_config
 from ddpm.pretrained import save_pretrained
+from ddpm.samplers import sample
 from tests.conftest import randomize, tiny_unet
 
 diffusers = pytest.importorskip("diffusers")
@@ -28,5 +31,7 @@ def test_diffusers_loads_the_export_and_predicts_our_noise(tmp_path, unet, diffu
     ours = Diffusion.from_params(params)
     assert torch.allclose(pipe.scheduler.betas.double(), ours.betas, atol=1e-7)
     assert pipe.scheduler.config.prediction_type == diffusers_scheduler_config(params)["prediction_type"]
-    images = pipe(batch_size=2, num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="np").images
-    assert images.shape == (2, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
+    theirs = pipe(batch_size=3, num_inference_steps=100, generator=torch.Generator().manual_seed(0), output_type="np").images
+    ours = sample(ours, model, 3, (1, 28, 28), generator=torch.Generator().manual_seed(0))
+    ours = (ours / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()  # DDPMPipeline's [−1, 1] → [0, 1], NHWC
+    assert theirs.shape == ours.shape and np.abs(theirs - ours).max() < 1e-4  # both draw x_T, then z_t, from one stream
