@@ -1,17 +1,18 @@
-"""Training checkpoints: versioned, checksummed, written atomically with one previous copy kept; loading their weights
-(a fine-tune's start, the raw weights). The model folder a user keeps is ddpm/pretrained.py's."""
+"""Training checkpoints: versioned, checksummed, written atomically with one previous copy kept; a run's bookkeeping
+(`Checkpointer`: which checkpoint a run of these settings resumes, its fingerprint); loading their weights (a
+fine-tune's start, the raw weights). The model folder a user keeps is ddpm/pretrained.py's."""
 from __future__ import annotations
 
 import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
 
-from .io import atomic_path, ensure_free_space
+from .io import atomic_path, ensure_free_space, folder_files, restore_files
 
 CHECKPOINT_FORMAT = "ddpm-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -119,3 +120,118 @@ def check_trained_diffusion(where: Path, trained: Any, diffusion_params: dict[st
         if key in trained and trained[key] != value:
             raise ValueError(f"{where}: trained with diffusion.{key} = {trained[key]!r}, but params.yaml has "
                              f"diffusion.{key} = {value!r}; set it back, or re-train (dvc repro)")
+
+
+# -- a training run's checkpoints ---------------------------------------------------------------------------------
+class Trainable(Protocol):
+    """What a checkpoint is made from and put back into (ddpm/train.py's TrainLoop)."""
+    epoch: int
+    step: int
+
+    def state(self) -> dict[str, Any]: ...
+
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+
+class Checkpointer:
+    """A run's running checkpoint at `path` (saved every epoch, one previous copy kept; a killed run resumes from it)
+    with the run's `fingerprint` and the files of the folder `carried` (dvclive's: DVC deletes a stage's outputs
+    before it runs it, and a resumed run continues that history). resume_from: finished checkpoints to continue from
+    when the running one is missing or of other settings (e.g. the stage's last output, which DVC keeps in its cache).
+    Only the main process writes; every process resumes."""
+
+    def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any], resume_from: tuple[Path, ...] = (),
+                 carried: Path | None = None, is_main: bool = True, say: Callable[[str], None] | None = None) -> None:
+        self.path, self.fingerprint = Path(path), fingerprint
+        self.resume_from = tuple(Path(p) for p in resume_from)
+        self.carried, self.is_main = carried, is_main
+        self._say = say or (lambda message: print(message, flush=True))
+        self.saves = 0
+
+    def state(self, loop: Trainable) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, **loop.state(), "live": folder_files(self.carried)}
+
+    def save(self, loop: Trainable) -> None:
+        if self.is_main:
+            save_checkpoint(self.state(loop), self.path)
+            self.saves += 1
+
+    def resume(self, loop: Trainable) -> bool:
+        """Continue the running checkpoint (else the copy before it) if it was made with the same fingerprint, else the
+        first of `resume_from` that was; put back the carried folder's files it holds. False: a fresh start."""
+        state, path = self._running_state(), self.path
+        if state is not None and state.get("fingerprint") != self.fingerprint:  # replaced by this run's first save
+            self.say(f"{path}: a run with other settings ({differing(state.get('fingerprint'), self.fingerprint)}); "
+                     "not resumed")
+            state = None
+        for path in self.resume_from if state is None else ():
+            try:
+                found = load_checkpoint(path) if path.exists() else {}
+            except CheckpointError as e:
+                self.say(f"warning: {e}; not resumed")
+                continue
+            if found.get("fingerprint") == self.fingerprint:
+                state = found
+                break
+        if state is None:
+            return False
+        loop.load_state(state)
+        if self.is_main and self.carried is not None:
+            restore_files(self.carried, state.get("live", {}))
+        self.say(f"{path}: resuming after epoch {loop.epoch} (step {loop.step})")
+        return True
+
+    def finish(self, loop: Trainable, output: Path) -> None:
+        """The finished run's checkpoint to `output` (the stage's DVC output); the running copies are removed."""
+        if self.is_main:
+            save_checkpoint(self.state(loop), output)
+            for path in (self.path, previous_path(self.path)):
+                path.unlink(missing_ok=True)
+
+    def _running_state(self) -> dict[str, Any] | None:
+        """The running checkpoint, or the copy before it where the latest is damaged; None when there is none."""
+        for path in (self.path, previous_path(self.path)):
+            if not path.exists():
+                continue
+            try:
+                return load_checkpoint(path)
+            except CheckpointError as e:
+                if path != self.path or not previous_path(path).exists():
+                    raise
+                self.say(f"warning: {e}; falling back to {previous_path(path)}")
+        return None
+
+    def say(self, message: str) -> None:
+        if self.is_main:  # one line per run, not one per process
+            self._say(message)
+
+
+VOLATILE = {"epochs", "log_every", "monitor_n", "monitor_steps", "monitor_judge_n", "device", "monitor_guidance",
+            "monitor_prompts", "nproc"}  # run length, logging, placement: a run may resume with other values
+# Keys added after a release, at the value that does what that release did: left out of the fingerprint there, so a
+# checkpoint of that release still resumes (0.4 added model.conditioning, "add" being 0.3's residual block; 0.5
+# train_mnist.guide_step, 0 taking no snapshot).
+ADDED_LATER = {"conditioning": "add", "guide_step": 0}
+
+
+def fingerprint(sections: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """What must match for a checkpoint to be continued: every setting that changes the result (not the run length,
+    logging or the number of processes). Give `amp` as the precision it resolves to, so that amp: auto and off
+    on a CPU without native bf16 (the same arithmetic) count as equal."""
+    def kept(k: str, v: Any) -> bool:
+        return k not in VOLATILE and not (k in ADDED_LATER and v == ADDED_LATER[k])
+    return {**extra, **{name: {k: v for k, v in s.items() if kept(k, v)} for name, s in sections.items()}}
+
+
+def differing(old: Any, new: dict[str, Any]) -> str:
+    """The settings that differ between two fingerprints, e.g. 'train.lr 0.0002 → 0.0001'."""
+    if not isinstance(old, dict):
+        return "a checkpoint of an older release"
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += [f"{name}.{k} {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            changes.append(f"{name} {a!r} → {b!r}")
+    return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")

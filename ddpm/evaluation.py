@@ -1,17 +1,14 @@
-"""Scoring samples with the judge: the model's rows beside reference rows, completions, and guided samples."""
+"""Scoring samples with the judge: the model's rows beside reference rows, completions, and guided samples. (The
+probe that scores samples during training is a training callback: ddpm/callbacks.py.)"""
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from .device import with_autocast
-from .diffusion import Diffusion
 from .judge import Judge, judge_images
-from .metrics import class_histogram, fid_clf, memorization, score, split_test, top_class_share
-from .samplers import image_generators, sample
+from .metrics import class_histogram, memorization, score, split_test, top_class_share
 
 
 def reference_rows(test: torch.Tensor, n: int, blur_sigma: float, seed: int) -> dict[str, torch.Tensor]:
@@ -58,24 +55,3 @@ def score_guided(judge: Judge, reference: torch.Tensor, samples: torch.Tensor, w
     out = judge_images(judge, samples)
     return {"accuracy": float((out.probs.argmax(1) == wanted).float().mean()),
             **score(out.probs, out.features, reference), "n": len(samples)}
-
-
-class QualityProbe:
-    """The judge's figures for samples of the EMA weights, drawn during training (after every epoch): n images from
-    the same noise each time (seeded per image), scored against the reference, fid_clf also as a multiple of n
-    held-out real digits' (the floor at the same N)."""
-
-    def __init__(self, diffusion: Diffusion, judge: Judge, reference: torch.Tensor, real: torch.Tensor, n: int,
-                 sampling: dict[str, Any], seed: int, autocast: torch.dtype | None) -> None:
-        self.diffusion, self.judge, self.reference, self.n = diffusion, judge, reference, n
-        self.sampling, self.seed, self.autocast = sampling, seed, autocast
-        self.shape = tuple(real.shape[1:])
-        self.floor = fid_clf(judge_images(judge, real[:n]).features, reference)
-
-    def __call__(self, ema: nn.Module) -> dict[str, float]:
-        device = next(ema.parameters()).device
-        x = sample(self.diffusion, with_autocast(ema, self.autocast), self.n, self.shape, device=device,
-                   generator=image_generators(self.seed, range(self.n), device), **self.sampling)
-        out = judge_images(self.judge, x)
-        figures = score(out.probs, out.features, self.reference)
-        return {**figures, "fid_ratio": figures["fid_clf"] / self.floor}

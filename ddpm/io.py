@@ -183,3 +183,18 @@ def save_png_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int, zoom
     png = image_grid_pil(images, nrow=nrow)
     with atomic_path(path) as tmp:
         png.resize((png.width * zoom, png.height * zoom)).save(tmp, format="png")
+
+
+def folder_files(folder: Path | None) -> dict[str, bytes]:
+    """Every file under `folder`, by its path relative to it (empty when there is none)."""
+    if folder is None or not folder.exists():
+        return {}
+    return {f.relative_to(folder).as_posix(): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def restore_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Make `folder` hold exactly `files` (as folder_files returned them): what a killed run logged after its last
+    checkpoint goes, and so does what DVC had deleted comes back."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for name, data in files.items():
+        save_bytes(data, folder / name)

@@ -5,7 +5,6 @@ probability train_celeba.p_uncond). Monitoring after every epoch: the monitoring
 """
 from pathlib import Path
 
-
 from ddpm import distributed, params
 from ddpm.celeba import random_hflip, to_model_range
 from ddpm.context import load_embeddings, prompt_embeddings
@@ -13,7 +12,7 @@ from ddpm.dvccache import cached_output_file
 from ddpm.guidance import context_dropout
 from ddpm.io import load_torch
 from ddpm.stage import run_stage
-from ddpm.train import make_trainer
+from ddpm.recipe import TrainingData, build_run
 
 DATA, EMB = Path("data/images.pt"), Path("data/clip/embeddings.pt")
 MODEL, LIVE = Path("data/model/checkpoint.pt"), Path("reports/train_celeba")
@@ -32,14 +31,13 @@ def main() -> None:
     context = context[: len(images)]
     monitor_context = prompt_embeddings(emb, tp["monitor_prompts"], EMB)
     last = (MODEL, cached_output_file("train_celeba", "data/model", "checkpoint.pt"))  # its last finished run
-    trainer = make_trainer(tp, p["diffusion"], p["celeba_model"], images, RESUME, device, world, resume_from=last,
-                           context_dim=context.shape[1], monitor_context=monitor_context, nrow=len(monitor_context),
-                           transform=lambda x: random_hflip(to_model_range(x)), section="train_celeba",
-                           about={"title": "CLIP-conditioned DDPM on CelebA", "data": f"CelebA, {len(images)} faces",
-                                  "context": f"CLIP image embeddings ({emb['model']})"},
-                           image_size=images.shape[-1],
-                           clip=emb["model"])
-    trainer.run(LIVE, MODEL, context=context.to(device), context_dropout=context_dropout(tp["p_uncond"]))
+    data = TrainingData(images, context, context_dropout(tp["p_uncond"]), lambda x: random_hflip(to_model_range(x)))
+    run = build_run("train_celeba", tp, p["diffusion"], p["celeba_model"], data, device, world, running=RESUME,
+                    resume_from=last, monitor_context=monitor_context, nrow=len(monitor_context),
+                    about={"title": "CLIP-conditioned DDPM on CelebA", "data": f"CelebA, {len(images)} faces",
+                           "context": f"CLIP image embeddings ({emb['model']})"},
+                    image_size=images.shape[-1], clip=emb["model"])
+    run.run(LIVE, MODEL)
     distributed.shutdown()
 
 

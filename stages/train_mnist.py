@@ -7,11 +7,11 @@ from ddpm.data import load_mnist
 from ddpm.device import autocast_dtype
 from ddpm.diffusion import Diffusion
 from ddpm.dvccache import cached_output_file
-from ddpm.evaluation import QualityProbe
+from ddpm.callbacks import QualityProbe
 from ddpm.judge import load_judge
 from ddpm.metrics import split_test
 from ddpm.stage import run_stage
-from ddpm.train import make_trainer
+from ddpm.recipe import TrainingData, build_run
 
 RAW, JUDGE = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt")
 MODEL, LIVE = Path("data/mnist/model/checkpoint.pt"), Path("reports/train_mnist")
@@ -33,9 +33,9 @@ def main() -> None:
     last = (MODEL, cached_output_file("train_mnist", "data/mnist/model", "checkpoint.pt"))  # its last finished run
     about = {"title": "DDPM on MNIST", "data": f"MNIST, {len(x)} training digits",
              "probe": f"N = {tp['monitor_judge_n']}, DDIM {tp['monitor_steps']}, η = 1, unguided"}
-    trainer = make_trainer(tp, p["diffusion"], p["model"], x, RESUME, device, world, resume_from=last, probe=probe,
-                           about=about)
-    trainer.run(LIVE, MODEL)
+    run = build_run("train_mnist", tp, p["diffusion"], p["model"], TrainingData(x), device, world, running=RESUME,
+                    resume_from=last, probe=probe, about=about)
+    run.run(LIVE, MODEL)
     distributed.shutdown()
 
 

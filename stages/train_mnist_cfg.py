@@ -8,7 +8,7 @@ from ddpm.data import load_mnist
 from ddpm.dvccache import cached_output_file
 from ddpm.guidance import context_dropout
 from ddpm.stage import run_stage
-from ddpm.train import make_trainer
+from ddpm.recipe import TrainingData, build_run
 
 RAW, MODEL, LIVE = Path("data/mnist/raw"), Path("data/mnist/model_cfg/checkpoint.pt"), Path("reports/train_mnist_cfg")
 RESUME = Path("data/resume/train_mnist_cfg/checkpoint.pt")  # where a killed run resumes: not an output
@@ -23,13 +23,13 @@ def main() -> None:
     world, device = distributed.init(recipe["device"])
     x, labels = load_mnist(RAW, "train", recipe["max_images"])
     last = (MODEL, cached_output_file("train_mnist_cfg", "data/mnist/model_cfg", "checkpoint.pt"))  # its last finished run
-    trainer = make_trainer(recipe, p["diffusion"], p["model"], x, RESUME, device, world, resume_from=last,
-                           context_dim=10,
-                           monitor_context=digit_context(list(range(10)) * 2), nrow=10, section="train_mnist_cfg",
-                           init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None,
-                           about={"title": "DDPM on MNIST, given the digit (classifier-free guidance)",
-                                  "data": f"MNIST, {len(x)} training digits", "context": "the digit's one-hot label"})
-    trainer.run(LIVE, MODEL, context=digit_context(labels).to(device), context_dropout=context_dropout(cp["p_uncond"]))
+    data = TrainingData(x, digit_context(labels), context_dropout(cp["p_uncond"]))
+    run = build_run("train_mnist_cfg", recipe, p["diffusion"], p["model"], data, device, world, running=RESUME,
+                    resume_from=last, monitor_context=digit_context(list(range(10)) * 2), nrow=10,
+                    init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None,
+                    about={"title": "DDPM on MNIST, given the digit (classifier-free guidance)",
+                           "data": f"MNIST, {len(x)} training digits", "context": "the digit's one-hot label"})
+    run.run(LIVE, MODEL)
     distributed.shutdown()
 
 

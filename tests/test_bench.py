@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ddpm.bench import DiffusersUNet, markdown, training_flops, with_torch_dropout
+from benchmarks.bench import DiffusersUNet, markdown, training_flops, with_torch_dropout
 from ddpm import Diffusion, UNet
 from ddpm.unet import Dropout16
 
@@ -43,7 +43,7 @@ def test_markdown_lists_every_variant():
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_variants_run_only_where_bf16_is_native(monkeypatch, native):
     """On a CPU without AVX512-BF16/AMX the bench times fp32 only (emulated bf16 takes minutes per step)."""
-    import ddpm.bench as bench
+    import benchmarks.bench as bench
 
     monkeypatch.setattr(bench, "native_bf16", lambda device: native)
     d = Diffusion.from_params(DIFFUSION)

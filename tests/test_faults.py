@@ -20,10 +20,10 @@ from ddpm.device import check_training_memory, native_bf16
 from ddpm.io import NUMBER, read_json, save_json, save_text
 from ddpm.metrics import fid_clf
 from ddpm.params import ParamError, read_yaml, validate
-from ddpm.train import fingerprint
+from ddpm.checkpoint import fingerprint
 from ddpm.unet import UNet
 from tests.conftest import tiny_unet, write_yaml
-from tests.test_train import make_trainer
+from tests.test_train import make_trainer, resume
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_yaml(ROOT / "params.yaml")
@@ -42,9 +42,9 @@ def test_a_checkpoint_from_before_a_key_existed_resumes_at_its_old_behaviour(tmp
     ckpt = tmp_path / "checkpoint.pt"
     make_trainer(ckpt, 1, fingerprint=fingerprint({"model": {"channels": 8}})).fit()  # 0.3: no model.conditioning
     later = make_trainer(ckpt, 2, fingerprint=fingerprint({"model": {"channels": 8, "conditioning": "add"}}))
-    assert later.try_resume() and later.epoch == 1  # "add" is what 0.3 did: the finished epoch is kept
+    assert resume(later) and later.epoch == 1  # "add" is what 0.3 did: the finished epoch is kept
     other = make_trainer(ckpt, 2, fingerprint=fingerprint({"model": {"channels": 8, "conditioning": "scale_shift"}}))
-    assert not other.try_resume()  # another architecture: not resumed
+    assert not resume(other)  # another architecture: not resumed
 
 
 def test_a_damaged_latest_checkpoint_never_replaces_the_good_previous_one(tmp_path):
@@ -52,7 +52,7 @@ def test_a_damaged_latest_checkpoint_never_replaces_the_good_previous_one(tmp_pa
     make_trainer(ckpt, 2).fit()
     ckpt.write_bytes(ckpt.read_bytes()[:3000])  # truncated: training falls back to .prev (epoch 1)
     resumed = make_trainer(ckpt, 2)
-    assert resumed.try_resume() and resumed.epoch == 1
+    assert resume(resumed) and resumed.epoch == 1
     resumed.fit()  # one save (epoch 2): the truncated file must not have become .prev; the good epoch 1 stays
     assert load_checkpoint(ckpt)["epoch"] == 2 and load_checkpoint(previous_path(ckpt))["epoch"] == 1
 

@@ -234,9 +234,9 @@ def test_autoguidance_extrapolates_away_from_the_bad_model():
 
 
 def test_the_curve_samples_ours_as_the_sample_stage_does():
-    """ddpm.curve: a snapshot is autoguided by its early weights when sample.autoguidance > 0, plain before
+    """benchmarks.curve: a snapshot is autoguided by its early weights when sample.autoguidance > 0, plain before
     train_mnist.guide_step has passed (no early weights yet) or at w = 0; the sampler label says which."""
-    from ddpm.curve import guided
+    from benchmarks.curve import guided
     good, early = randomize(tiny_unet()), randomize(tiny_unet())
     bad = tiny_unet()
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 90])

@@ -16,7 +16,7 @@ from ddpm import complete_image, sample_batched
 from ddpm.checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
 from ddpm.completion import half_mask
 from tests.conftest import randomize, tiny_unet
-from tests.test_train import make_trainer
+from tests.test_train import make_trainer, resume
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "tests" / "scripts" / "train_tiny.py"
@@ -86,14 +86,14 @@ def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumes(tmp_path):
     with pytest.raises(CheckpointError, match="fails its sha256 check"):
         load_checkpoint(ckpt)
     resumed = make_trainer(ckpt, 3)
-    assert resumed.try_resume() and resumed.epoch == 1  # fell back to the previous checkpoint
+    assert resume(resumed) and resumed.epoch == 1  # fell back to the previous checkpoint
 
     ckpt.write_bytes(previous_path(ckpt).read_bytes()[:5000])  # truncated
     with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
         load_checkpoint(ckpt)
     previous_path(ckpt).unlink()
     with pytest.raises(CheckpointError, match="truncated"):  # nothing to fall back to: stop, do not overwrite
-        make_trainer(ckpt, 3).try_resume()
+        resume(make_trainer(ckpt, 3))
 
     save_checkpoint({"epoch": 0}, ckpt)
     record = torch.load(ckpt, weights_only=True)
@@ -111,7 +111,7 @@ def test_a_full_disk_stops_before_writing_and_keeps_the_last_checkpoint(tmp_path
     trainer.fit()
     before = ckpt.read_bytes()
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
-    trainer.cfg.epochs = 2
+    trainer.config.epochs = 2
     with pytest.raises(OSError, match=r"checkpoint needs [\d.]+ MiB but only 0.0 MiB are free"):
         trainer.fit()
     assert ckpt.read_bytes() == before and load_checkpoint(ckpt)["epoch"] == 1
@@ -121,7 +121,7 @@ def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path)
     ckpt = tmp_path / "checkpoint.pt"
     trainer = make_trainer(ckpt, 1)
     trainer.fit()
-    trainer.cfg.epochs = 2
+    trainer.config.epochs = 2
     trainer.data[:] = float("nan")
     with pytest.raises(FloatingPointError, match=r"loss is nan at step 3; the last good checkpoint .* is kept"):
         trainer.fit()

@@ -8,7 +8,9 @@ from ddpm import Diffusion, linear_betas
 from ddpm.checkpoint import load_checkpoint, load_weights
 from ddpm.pretrained import load_unet, save_pretrained
 from ddpm.distributed import World
-from ddpm.train import TrainConfig, Trainer, fingerprint
+from ddpm.checkpoint import Checkpointer, fingerprint
+from ddpm.recipe import TrainingRun
+from ddpm.train import TrainConfig, TrainLoop
 from tests.conftest import tiny_unet
 
 TINY_MODEL = {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_levels": [1], "heads": 2,
@@ -16,11 +18,17 @@ TINY_MODEL = {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "atte
 CFG = dict(epochs=2, batch_size=16, lr=1e-3, warmup_steps=3, ema_decay=0.9, grad_clip=1.0, seed=7, log_every=2)
 
 
-def make_trainer(ckpt: Path, epochs: int, fingerprint=None, **cfg_extra) -> Trainer:
+def make_trainer(ckpt: Path, epochs: int, fingerprint=None, **cfg_extra) -> TrainLoop:
+    """A tiny loop whose checkpoints go to ckpt (the running checkpoint of a run with this fingerprint)."""
     torch.manual_seed(0)
     data = torch.rand(48, 1, 28, 28) * 2 - 1
-    cfg = TrainConfig(**{**CFG, "epochs": epochs, **cfg_extra})
-    return Trainer(tiny_unet(), Diffusion(linear_betas(100)), data, cfg, ckpt, fingerprint or {"run": 1})
+    config = TrainConfig(**{**CFG, "epochs": epochs, **cfg_extra})
+    return TrainLoop(tiny_unet(), Diffusion(linear_betas(100)), data, config,
+                     saver=Checkpointer(ckpt, fingerprint or {"run": 1}))
+
+
+def resume(loop: TrainLoop) -> bool:
+    return loop.saver.resume(loop)
 
 
 def test_killed_then_resumed_run_ends_with_the_same_weights(tmp_path):
@@ -29,7 +37,7 @@ def test_killed_then_resumed_run_ends_with_the_same_weights(tmp_path):
     first = make_trainer(tmp_path / "b.pt", 1)
     first.fit()  # "killed" after epoch 1: only its checkpoint survives
     resumed = make_trainer(tmp_path / "b.pt", 2)
-    assert resumed.try_resume() and resumed.epoch == 1
+    assert resume(resumed) and resumed.epoch == 1
     resumed.fit()
     for name, tensor in straight.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
@@ -41,7 +49,7 @@ def test_killed_then_resumed_run_ends_with_the_same_weights(tmp_path):
 def test_a_checkpoint_with_other_settings_is_not_resumed(tmp_path):
     make_trainer(tmp_path / "c.pt", 1).fit()
     other = make_trainer(tmp_path / "c.pt", 2, fingerprint={"run": 2})
-    assert not other.try_resume() and other.epoch == 0
+    assert not resume(other) and other.epoch == 0
 
 
 def test_loss_goes_down(tmp_path):
@@ -56,7 +64,7 @@ def test_ema_follows_its_formula(tmp_path):
     x0 = t.data[:16]
     for n in range(3):
         t.train_step(x0)
-        d = min(t.cfg.ema_decay, (1 + n) / (10 + n))
+        d = min(t.config.ema_decay, (1 + n) / (10 + n))
         for k, v in t.model.state_dict().items():
             ema[k] = ema[k] + (v - ema[k]) * (1 - d) if n > 0 else v.clone()  # the first update copies θ
     for k, v in t.ema.module.state_dict().items():
@@ -91,7 +99,7 @@ def test_guide_step_keeps_the_ema_weights_of_that_step_through_a_resume(tmp_path
     first = make_trainer(tmp_path / "b.pt", 1, guide_step=2)
     first.fit()
     resumed = make_trainer(tmp_path / "b.pt", 2, guide_step=2)
-    assert resumed.try_resume()
+    assert resume(resumed)
     resumed.fit()
     assert seen
     for path in (tmp_path / "a.pt", tmp_path / "b.pt"):
@@ -117,11 +125,14 @@ def test_a_resumed_run_continues_its_dvclive_history_where_dvc_deleted_it(tmp_pa
     """DVC deletes a stage's outputs (dvclive's folder too) before it runs the stage again: the history comes back
     from the checkpoint, exactly as far as the checkpoint went, and the finished checkpoint goes to the output."""
     live = tmp_path / "live"
-    make_trainer(tmp_path / "r.pt", 1).run(live)
+    first = make_trainer(tmp_path / "r.pt", 1)
+    TrainingRun(first, first.saver).run(live, tmp_path / "first" / "checkpoint.pt")
+    (tmp_path / "r.pt").write_bytes((tmp_path / "first" / "checkpoint.pt").read_bytes())  # as if killed after it
     loss = live / "plots" / "metrics" / "train" / "loss.tsv"
     first = loss.read_text()
     shutil.rmtree(live)
-    make_trainer(tmp_path / "r.pt", 2).run(live, tmp_path / "model" / "checkpoint.pt")
+    second = make_trainer(tmp_path / "r.pt", 2)
+    TrainingRun(second, second.saver).run(live, tmp_path / "model" / "checkpoint.pt")
     assert loss.read_text().startswith(first) and len(loss.read_text().splitlines()) > len(first.splitlines())
     finished = load_checkpoint(tmp_path / "model" / "checkpoint.pt")
     assert finished["epoch"] == 2 and finished["live"] and not (tmp_path / "r.pt").exists()  # DVC caches the output
@@ -137,9 +148,9 @@ def test_guide_step_0_leaves_the_fingerprint_of_older_checkpoints():
 @pytest.mark.parametrize("step", [3, 4])
 def test_a_guide_step_not_before_the_last_step_is_refused_in_one_line(tmp_path, step):
     from ddpm.params import read_yaml, validate_all
-    from ddpm.train import make_trainer as make_stage_trainer
+    from ddpm.recipe import TrainingData, build_run
     p = validate_all(read_yaml(Path(__file__).resolve().parents[1] / "params.yaml"))
     recipe = {**p["runtime"], **p["train_mnist"], "epochs": 1, "batch_size": 16, "guide_step": step}  # 3 steps
     with pytest.raises(ValueError, match=rf"^train_mnist.guide_step = {step}: not before the run's last step \(3\)"):
-        make_stage_trainer(recipe, p["diffusion"], TINY_MODEL, torch.rand(48, 1, 28, 28), tmp_path / "c.pt",
-                           torch.device("cpu"), World())
+        build_run("train_mnist", recipe, p["diffusion"], TINY_MODEL, TrainingData(torch.rand(48, 1, 28, 28)),
+                  torch.device("cpu"), World(), running=tmp_path / "c.pt")

@@ -1,11 +1,11 @@
-"""A recipe trial on the quality-against-minutes curve: `python -m ddpm.bench --quality-vs-time --no-peer --set …`
+"""A recipe trial on the quality-against-minutes curve: `python -m benchmarks.bench --quality-vs-time --no-peer --set …`
 changes ours' settings on top of the CPU profile, validated like params.yaml, and writes to a folder of its own."""
 from pathlib import Path
 
 import pytest
 
-from ddpm.bench import load_config, parse_sets
-from ddpm.curve import trial_name
+from benchmarks.bench import load_config, parse_sets
+from benchmarks.curve import trial_name
 from ddpm.params import ParamError
 
 SECTIONS = ["runtime", "diffusion", "model", "train_mnist", "sample"]

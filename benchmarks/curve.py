@@ -1,7 +1,7 @@
 """Quality against minutes of training: ours (the CPU profile's recipe) and diffusers' documented recipe, trained
 one after the other on this machine for the same wall-clock budgets, every snapshot scored by the pipeline's judge.
 
-    python -m ddpm.bench --quality-vs-time [--budgets 5 10 20] [--n 1000]
+    python -m benchmarks.bench --quality-vs-time [--budgets 5 10 20] [--n 1000]
 
 Each recipe trains once; its EMA weights are copied when its training clock (time spent in training steps and
 the recipe's own checkpointing, not in snapshots) passes each budget. The snapshots are sampled afterwards, so
@@ -22,31 +22,36 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import load_mnist
-from .device import pick_device
-from .diffusion import Diffusion
-from .distributed import World
-from .figures import quality_vs_minutes_figure, save_figure
-from .guidance import AutoGuidance
-from .io import save_json, save_text
-from .judge import judge_images, load_judge
-from .metrics import score, split_test
-from .peer import PeerTrainer, sample_peer
-from .samplers import image_generators, sample
-from .train import make_trainer
-from .unet import UNet
+from ddpm.data import load_mnist
+from ddpm.device import pick_device
+from ddpm.diffusion import Diffusion
+from ddpm.distributed import World
+from ddpm.figures import quality_vs_minutes_figure, save_figure
+from ddpm.guidance import AutoGuidance
+from ddpm.io import save_json, save_text
+from ddpm.judge import judge_images, load_judge
+from ddpm.metrics import score, split_test
+from benchmarks.peer import PeerTrainer, sample_peer
+from ddpm.samplers import image_generators, sample
+from ddpm.recipe import TrainingData, build_run
+from ddpm.unet import UNet
 
 RAW, JUDGE = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt")
 
 
 def train_with_snapshots(step: Callable[[], None], snapshot: Callable[[], Any], budgets_min: list[float]
                          ) -> list[dict[str, Any]]:
-    """Call step() until the training clock passes the last budget; at each budget, snapshot() (off the clock)."""
-    clock, out, steps = 0.0, [], 0
+    """Call step() until the training clock passes the last budget (or the run ends: step() raises StopIteration);
+    at each budget, snapshot() (off the clock)."""
+    clock, out, steps, ended = 0.0, [], 0, False
     for budget in sorted(budgets_min):
-        while clock < budget * 60:
+        while clock < budget * 60 and not ended:
             t0 = time.perf_counter()
-            step()
+            try:
+                step()
+            except StopIteration:  # its schedule is over before the budget: the snapshot says how many steps it made
+                ended = True
+                break
             clock += time.perf_counter() - t0
             steps += 1
         out.append({"minutes": budget, "steps": steps, "weights": snapshot()})
@@ -56,39 +61,34 @@ def train_with_snapshots(step: Callable[[], None], snapshot: Callable[[], Any], 
 
 def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[float], workdir: Path
                ) -> tuple[Diffusion, list[dict[str, Any]]]:
-    """The CPU profile's train_mnist recipe (params.yaml's `profile: cpu` values): snapshots of its EMA, each
-    with the early EMA weights kept by train_mnist.guide_step once that step has passed (None before). A cosine
-    learning rate spans the whole epochs closest to what the longest budget allows (timed on steps 5–35, inside the
-    warm-up where the schedule's length does not matter yet), as the peer's schedule spans its longest budget."""
+    """The CPU profile's train_mnist recipe (params.yaml's `profile: cpu` values), driven through the pipeline's own
+    loop and checkpointer: snapshots of its EMA, each with the early EMA weights kept by train_mnist.guide_step once
+    that step has passed (None before). A cosine learning rate spans the whole epochs closest to what the longest
+    budget allows, timed on steps 5–35 of a probe run, as the peer's schedule spans its longest budget."""
     recipe = {**p["runtime"], **p["train_mnist"]}
-    trainer = make_trainer(recipe, p["diffusion"], p["model"], data, workdir / "checkpoint.pt", torch.device("cpu"),
-                           World())
-    trainer.model.train()
-    state = {"epoch": 0, "batches": trainer.batches(0), "done": 0, "t0": 0.0}
-    per_epoch = math.ceil(len(data) / recipe["batch_size"])
+    if recipe["lr_schedule"] == "cosine":
+        probe = build_run("train_mnist", recipe, p["diffusion"], p["model"], TrainingData(data), torch.device("cpu"),
+                          World(), running=workdir / "probe.pt").loop
+        steps = probe.steps()
+        for _ in range(5):
+            next(steps)
+        t0 = time.perf_counter()
+        for _ in range(30):
+            next(steps)
+        rate = 30 / (time.perf_counter() - t0)
+        recipe["epochs"] = max(1, round(max(budgets) * 60 * rate / probe.steps_per_epoch()))
+        print(f"  cosine learning rate over {recipe['epochs']} epochs ({rate:.2f} steps/s)", flush=True)
+    else:
+        recipe["epochs"] = 100_000  # a constant rate does not depend on the run's length: the budgets end it
+    loop = build_run("train_mnist", recipe, p["diffusion"], p["model"], TrainingData(data), torch.device("cpu"),
+                     World(), running=workdir / "checkpoint.pt").loop  # checkpoints every epoch, as the stage does
+    steps = loop.steps()
 
-    def step() -> None:
-        try:
-            idx, t, noise = next(state["batches"])
-        except StopIteration:  # an epoch is over: the pipeline checkpoints here, so the clock counts it too
-            trainer.save()
-            state["epoch"] += 1
-            state["batches"] = trainer.batches(state["epoch"])
-            idx, t, noise = next(state["batches"])
-        trainer.train_step(trainer.data[idx], t=t, noise=noise)
-        state["done"] += 1
-        if state["done"] == 5:
-            state["t0"] = time.perf_counter()
-        elif state["done"] == 35 and recipe["lr_schedule"] == "cosine":
-            rate = 30 / (time.perf_counter() - state["t0"])
-            trainer.cfg.epochs = max(1, round(max(budgets) * 60 * rate / per_epoch))
-            print(f"  cosine learning rate over {trainer.cfg.epochs} epochs ({rate:.2f} steps/s)", flush=True)
+    def snapshot() -> dict[str, Any]:  # loop.guide is replaced, never changed in place: no copy needed
+        return {"ema": copy.deepcopy(loop.ema.module.state_dict()), "guide": loop.guide}
 
-    def snapshot() -> dict[str, Any]:  # trainer.guide is replaced, never changed in place: no copy needed
-        return {"ema": copy.deepcopy(trainer.ema.module.state_dict()), "guide": trainer.guide}
-
-    snapshots = train_with_snapshots(step, snapshot, budgets)
-    return trainer.diffusion, [{**s, "images": s["steps"] * recipe["batch_size"]} for s in snapshots]
+    snapshots = train_with_snapshots(lambda: next(steps), snapshot, budgets)
+    return loop.diffusion, [{**s, "images": s["steps"] * recipe["batch_size"]} for s in snapshots]
 
 
 def train_peer(model_cfg: dict[str, Any], data: torch.Tensor, budgets: list[float], seed: int

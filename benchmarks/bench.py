@@ -1,6 +1,6 @@
 """Benchmark: training throughput against diffusers' UNet2DModel, FLOP utilization, sampling and completion speed.
 
-    python -m ddpm.bench [--profile cpu] [--out reports/bench/bench.json]
+    python -m benchmarks.bench [--profile cpu] [--out reports/bench/bench.json]
 
 Everything is measured in one run on the device present. Throughputs of competing variants are
 measured in interleaved rounds (A B C D, A B C D, …) and the median is kept, so that a slow
@@ -22,22 +22,22 @@ import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import curve
-from .pretrained import load_unet
-from .stage import run_stage
-from .completion import half_mask
-from .device import native_bf16, pick_device, with_autocast
-from .diffusion import Diffusion
-from .distributed import World, sample_sharded
-from .guidance import complete_image
-from .io import save_json, save_text
-from .judge import judge_images, load_judge
-from .metrics import score
-from .params import ParamError, read_yaml, validate
-from .peer import DiffusersUNet
-from .samplers import sample
-from .train import TrainConfig, Trainer
-from .unet import Dropout16, UNet
+from benchmarks import curve
+from ddpm.pretrained import load_unet
+from ddpm.stage import run_stage
+from ddpm.completion import half_mask
+from ddpm.device import native_bf16, pick_device, with_autocast
+from ddpm.diffusion import Diffusion
+from ddpm.distributed import World, sample_sharded
+from ddpm.guidance import complete_image
+from ddpm.io import save_json, save_text
+from ddpm.judge import judge_images, load_judge
+from ddpm.metrics import score
+from ddpm.params import ParamError, read_yaml, validate
+from benchmarks.peer import DiffusersUNet
+from ddpm.samplers import sample
+from ddpm.train import TrainConfig, TrainLoop
+from ddpm.unet import Dropout16, UNet
 
 SHAPE = (1, 28, 28)
 
@@ -108,7 +108,7 @@ def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.devi
     for name, (build, amp, compiled) in variants.items():
         torch.manual_seed(0)
         model = build().to(device)
-        trainer = Trainer(model, diffusion, data, TrainConfig(batch_size=batch, autocast=amp), Path("unused.pt"), {})
+        trainer = TrainLoop(model, diffusion, data, TrainConfig(batch_size=batch, autocast=amp))
         if compiled:
             trainer.net = torch.compile(trainer.net, dynamic=False)  # static: dynamic shapes broke inductor
         x = data[:batch]
@@ -293,14 +293,14 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def quality_vs_time(a: argparse.Namespace) -> None:
-    """`--quality-vs-time`: ours against diffusers' recipe at equal minutes of training (ddpm.curve)."""
+    """`--quality-vs-time`: ours against diffusers' recipe at equal minutes of training (benchmarks.curve)."""
     sets = parse_sets(a.set)
     p = load_config(a.profile if a.profile is not None else "cpu", sections=["runtime", "diffusion", "model", "train_mnist",
                                                                                "sample"], overrides=sets)
     with tempfile.TemporaryDirectory() as work:
         result = curve.run(p, a.budgets, a.n, a.peer_steps, Path(work), peer=not a.no_peer,
                            label=", ".join(["CPU profile", *a.set]))
-    command = "python -m ddpm.bench --quality-vs-time " + " ".join(
+    command = "python -m benchmarks.bench --quality-vs-time " + " ".join(
         ["--budgets", *(f"{b:g}" for b in a.budgets), "--n", str(a.n),
          *(["--no-peer"] if a.no_peer else ["--peer-steps", str(a.peer_steps)]), *(f"--set {kv}" for kv in a.set)])
     header = f"{time.strftime('%Y-%m-%d')}, {describe(torch.device('cpu'))}, torch {torch.__version__}: `{command}`"

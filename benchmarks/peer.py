@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .samplers import image_generators
+from ddpm.samplers import image_generators
 
 RECIPE = {"batch_size": 16, "lr": 1e-4, "betas": (0.95, 0.999), "weight_decay": 1e-6, "eps": 1e-8, "warmup_steps": 500,
           "grad_clip": 1.0, "ema_inv_gamma": 1.0, "ema_power": 0.75, "ema_max_decay": 0.9999}
