@@ -12,7 +12,6 @@ first.
 from __future__ import annotations
 
 import copy
-import math
 import re
 import time
 from pathlib import Path

@@ -1,10 +1,9 @@
-"""What a training stage hangs on the loop (ddpm/train.py's Callback): dvclive's log, the monitoring grid sampled after
-every epoch, and the quality probe (the judge's figures for samples of the EMA weights: quality against minutes)."""
+"""What every training stage hangs on the loop (ddpm/train.py's Callback): dvclive's log and the monitoring grid sampled
+after every epoch. (The quality probe, which needs the judge, is ddpm/probe.py.)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from dvclive import Live
@@ -14,9 +13,7 @@ from .device import with_autocast
 from .diffusion import Diffusion
 from .guidance import ClassifierFreeGuidance
 from .io import image_grid_pil
-from .judge import Judge, judge_images
-from .metrics import fid_clf, score
-from .samplers import image_generators, sample
+from .samplers import sample
 from .train import Callback, TrainLoop, headline
 
 
@@ -74,30 +71,3 @@ class MonitorGrid(Callback):
 
     def on_epoch_end(self, loop: TrainLoop) -> None:
         loop.log_image(f"monitor/epoch_{loop.epoch:03d}.png", self(loop.ema.module), self.nrow)
-
-
-class QualityProbe(Callback):
-    """The judge's figures for samples of the EMA weights, drawn during training (after every epoch): n images from
-    the same noise each time (seeded per image), scored against the reference, fid_clf also as a multiple of n
-    held-out real digits' (the floor at the same N); logged as quality/*, the latest kept in `latest`."""
-
-    def __init__(self, diffusion: Diffusion, judge: Judge, reference: torch.Tensor, real: torch.Tensor, n: int,
-                 sampling: dict[str, Any], seed: int, autocast: torch.dtype | None) -> None:
-        self.diffusion, self.judge, self.reference, self.n = diffusion, judge, reference, n
-        self.sampling, self.seed, self.autocast = sampling, seed, autocast
-        self.shape = tuple(real.shape[1:])
-        self.floor = fid_clf(judge_images(judge, real[:n]).features, reference)
-        self.latest: dict[str, float] = {}
-
-    def __call__(self, ema: nn.Module) -> dict[str, float]:
-        device = next(ema.parameters()).device
-        x = sample(self.diffusion, with_autocast(ema, self.autocast), self.n, self.shape, device=device,
-                   generator=image_generators(self.seed, range(self.n), device), **self.sampling)
-        out = judge_images(self.judge, x)
-        figures = score(out.probs, out.features, self.reference)
-        return {**figures, "fid_ratio": figures["fid_clf"] / self.floor}
-
-    def on_epoch_end(self, loop: TrainLoop) -> None:
-        self.latest = {**self(loop.ema.module), "minutes": headline(loop.history)["minutes"]}
-        loop.log({f"quality/{k}": v for k, v in self.latest.items()})
-        print(f"epoch {loop.epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in self.latest.items()), flush=True)

@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import DataError
-from .io import atomic_path
+from .io import DataError, atomic_path
 
 FULL_COUNT = 202_599  # images in img_align_celeba
 REQUIRED = ("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt")

@@ -23,7 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .completion import completion_kwargs, half_mask
-from .context import digit_context
+from .labels import digit_context
 from .device import pick_device
 from .export import export_diffusers
 from .guidance import ClassifierFreeGuidance, complete_image

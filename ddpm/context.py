@@ -6,36 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
-from .data import DataError
-from .io import load_torch, save_torch
-
-DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-# -- digits ------------------------------------------------------------------------------------------------------
-def parse_digit_prompt(prompt: str) -> int:
-    """'7', 'a handwritten 7' or 'seven' → 7; anything else is a one-line error naming the prompt."""
-    words = re.findall(r"[a-z]+|\d+", prompt.lower())
-    found = {int(w) for w in words if w.isdigit() and len(w) == 1} | {DIGIT_WORDS.index(w) for w in words if w in DIGIT_WORDS}
-    if len(found) != 1:
-        raise ValueError(f"prompt {prompt!r}: name exactly one digit 0–9 (e.g. 'a handwritten 7')")
-    return found.pop()
-
-
-def digit_context(digits: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """One-hot context vectors (N, 10); the UNet's context MLP is the learned label embedding."""
-    return nn.functional.one_hot(torch.as_tensor(digits, dtype=torch.long), 10).float()
-
+from .io import DataError, load_torch, save_torch
 
 # -- CLIP --------------------------------------------------------------------------------------------------------
 WEIGHTS_HELP = ("download the weights file once on a machine with internet (e.g. open_clip_pytorch_model.bin of "

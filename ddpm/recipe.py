@@ -14,13 +14,13 @@ from typing import Any, Callable
 
 import torch
 
-from .callbacks import LiveLogger, MonitorGrid, QualityProbe
+from .callbacks import LiveLogger, MonitorGrid
 from .checkpoint import Checkpointer, fingerprint, load_checkpoint, load_weights
 from .device import autocast_dtype, check_training_memory
 from .diffusion import Diffusion
 from .distributed import World
 from .pretrained import save_pretrained
-from .train import TrainConfig, TrainLoop, headline
+from .train import Callback, TrainConfig, TrainLoop, headline
 from .unet import UNet
 
 
@@ -40,7 +40,7 @@ class TrainingRun:
     loop: TrainLoop
     checkpointer: Checkpointer
     monitor: MonitorGrid | None = None
-    probe: QualityProbe | None = None
+    probe: Callback | None = None  # ddpm/probe.py's QualityProbe: its latest figures go into the model card
     about: dict[str, Any] = field(default_factory=dict)
 
     def run(self, live_dir: Path, output: Path) -> list[dict[str, float]]:
@@ -71,7 +71,7 @@ class TrainingRun:
                     "images_seen": loop.epoch * len(loop.data), **headline(loop.history)}  # finished: whole epochs
         about = {**self.about, "training": training,
                  **({"guide": {"step": loop.config.guide_step}} if loop.guide is not None else {})}
-        latest = self.probe.latest if self.probe is not None else {}
+        latest = getattr(self.probe, "latest", {})
         probe = {k: v for k, v in latest.items() if k in ("recognizable", "fid_ratio", "coverage")}
         save_pretrained(folder, loop.ema.module, about.pop("diffusion"), sample_shape=tuple(loop.data.shape[1:]),
                         guide=loop.guide, about=about,
@@ -81,7 +81,7 @@ class TrainingRun:
 def build_run(section: str, recipe: dict[str, Any], diffusion_params: dict[str, Any], model_params: dict[str, Any],
               data: TrainingData, device: torch.device, world: World, *, running: Path,
               resume_from: tuple[Path | None, ...] = (), monitor_context: torch.Tensor | None = None, nrow: int = 8,
-              probe: QualityProbe | None = None, init_from: Path | None = None, about: dict[str, Any] | None = None,
+              probe: Callback | None = None, init_from: Path | None = None, about: dict[str, Any] | None = None,
               **fingerprint_extra: Any) -> TrainingRun:
     """The run of training stage `section` (named in its one-line refusals): the UNet (seeded), its monitoring grid,
     its checkpoints and their fingerprint.

@@ -4,9 +4,8 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from .data import DataError
-from .io import one_line
-from .params import ParamError
+from .io import DataError, one_line
+from .validators import ParamError
 
 EXPECTED = (ParamError, DataError, FileNotFoundError, ValueError, FloatingPointError, RuntimeError, OSError,
             MemoryError)

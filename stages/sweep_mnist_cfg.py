@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from ddpm import distributed, params
-from ddpm.context import digit_context, parse_digit_prompt
+from ddpm.labels import digit_context, parse_digit_prompt
 from ddpm.diffusion import Diffusion
 from ddpm.evaluation import score_guided
 from ddpm.figures import guidance_grid_figure, save_figure, tradeoff_figure

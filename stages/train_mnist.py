@@ -7,7 +7,7 @@ from ddpm.data import load_mnist
 from ddpm.device import autocast_dtype
 from ddpm.diffusion import Diffusion
 from ddpm.dvccache import cached_output_file
-from ddpm.callbacks import QualityProbe
+from ddpm.probe import QualityProbe
 from ddpm.judge import load_judge
 from ddpm.metrics import split_test
 from ddpm.stage import run_stage

@@ -3,7 +3,7 @@ context, dropped with probability p_uncond (get_context_mask); its monitoring gr
 from pathlib import Path
 
 from ddpm import distributed, params
-from ddpm.context import digit_context
+from ddpm.labels import digit_context
 from ddpm.data import load_mnist
 from ddpm.dvccache import cached_output_file
 from ddpm.guidance import context_dropout

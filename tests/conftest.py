@@ -66,6 +66,8 @@ class _OwnModules(ModuleFinder):
     """Python's modulefinder, following only the ddpm package (the rest is not ours to declare)."""
 
     def find_module(self, name, path, parent=None):
+        if name == "__init__" and path:  # loading a package found already (without this, `from ddpm import x` of a
+            return super().find_module(name, path, parent)  # script was skipped, and x found only through others)
         if (f"{parent.__name__}.{name}" if parent else name).split(".")[0] != "ddpm":
             raise ImportError(name)
         return super().find_module(name, path, parent)
@@ -82,10 +84,37 @@ class _OwnModules(ModuleFinder):
 
 
 def own_modules(root: Path, stage: str, launched: bool) -> set[str]:
-    """The files of ddpm that stages/<stage>.py imports (and ddpm/launch.py's, when the stage runs through it)."""
+    """The files of ddpm that stages/<stage>.py imports (and ddpm/launch.py's, when the stage runs through it), found by
+    Python's modulefinder, plus those that checking the stage's params imports as it runs (a sampler key imports
+    ddpm.samplers to read its registry), found by running the check and looking at sys.modules."""
     finder = _OwnModules(path=[str(root)])
     finder.run_script(str(root / "stages" / f"{stage}.py"))
     if launched:
         finder.import_hook("ddpm.launch")
+    for module in _imported_by_params_check(root, stage):
+        finder.import_hook(module)
     files = {m.__file__ for name, m in finder.modules.items() if name.split(".")[0] == "ddpm" and m.__file__}
     return {str(Path(f) / "__init__.py") if Path(f).is_dir() else f for f in files}  # a package: its __init__.py
+
+
+_CHECK_IMPORTS = """
+import json, sys
+from ddpm import params
+before = set(sys.modules)
+try:
+    params.load_stage(sys.argv[1], sys.argv[2])
+except params.ParamError:
+    pass  # a stage's settings may be invalid for another profile; what it imported still counts
+print(json.dumps(sorted(m for m in set(sys.modules) - before if m.startswith("ddpm."))))
+"""
+
+
+def _imported_by_params_check(root: Path, stage: str) -> list[str]:
+    """The ddpm modules that params.load_stage(stage) imports when it runs (in a fresh interpreter)."""
+    import json
+    import subprocess
+    celeba = stage in (YAML(typ="safe").load((root / "celeba/dvc.yaml").read_text()) or {})["stages"]
+    params = root / ("celeba/params.yaml" if celeba else "params.yaml")
+    out = subprocess.run([sys.executable, "-c", _CHECK_IMPORTS, stage, str(params)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
+    return json.loads(out.stdout)

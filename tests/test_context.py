@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ddpm.context import digit_context, parse_digit_prompt
+from ddpm.labels import digit_context, parse_digit_prompt
 
 
 def test_prompts_name_one_digit():

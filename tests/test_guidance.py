@@ -4,7 +4,7 @@ from torch import nn
 
 from ddpm import Diffusion, complete_image, linear_betas, sample
 from ddpm.completion import half_mask
-from ddpm.context import digit_context
+from ddpm.labels import digit_context
 from ddpm.guidance import (AutoGuidance, ClassifierFreeGuidance, context_dropout, get_context_mask, grad_wrt_mean,
                            grad_wrt_xt, masked_sq_error)
 from ddpm.samplers import SAMPLERS

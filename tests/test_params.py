@@ -60,7 +60,7 @@ def test_every_stage_has_its_own_section_and_dvc_yaml_names_match():
 
 @pytest.mark.parametrize("key, value, words", [
     ("train_mnist.epochs", -1, "train_mnist.epochs = -1: must be an integer in [1, 100000]"),
-    ("diffusion.beta_end", 0.00005, "diffusion.beta_end = 5e-05 must be > diffusion.beta_start"),
+    ("diffusion.beta_end", 0.00005, "diffusion.beta_start = 0.0001, beta_end = 5e-05: need 0 < beta_start < beta_end < 1"),
     ("diffusion.T", 1, "diffusion.T = 1: must be an integer in [2, 100000]"),
     ("diffusion.schedule", "sigmoid", "diffusion.schedule = 'sigmoid': must be one of 'linear', 'cosine'"),
     ("train_mnist.lr", "fast", "train_mnist.lr = 'fast'"),

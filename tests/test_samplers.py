@@ -136,3 +136,34 @@ def test_v_prediction_is_consistent_through_the_sampler():
         b = sample(v_d, v_model, 3, (1, 4, 4), sampler=sampler, steps=steps, eta=1.0, device="cpu",
                    generator=torch.Generator().manual_seed(1))
         assert torch.allclose(a, b, atol=1e-4), sampler
+
+
+def test_a_sampler_added_to_the_library_is_accepted_by_params_and_runs_a_stage(tmp_path, monkeypatch):
+    """params validates against samplers.SAMPLERS itself: a step function registered at run time is accepted in
+    params.yaml and drives the sample stage, with no other edit (a params-side list of samplers would refuse it)."""
+    import json
+    import runpy
+    from pathlib import Path
+    from ddpm.params import for_profile, read_yaml
+    from ddpm.pretrained import save_pretrained
+    from tests.conftest import randomize, tiny_unet, write_yaml
+    root = Path(__file__).resolve().parents[1]
+    calls = []
+
+    def toy(d, x, t, t_prev, eps, eta, clip, state):
+        calls.append(t)
+        return SAMPLERS["ddim"](d, x, t, t_prev, eps, eta, clip, state)
+
+    monkeypatch.setitem(SAMPLERS, "toy", toy)
+    p = read_yaml(root / "params.yaml")
+    p["diffusion"]["T"] = 50
+    p["sample"].update(sampler="toy", steps=5, n_grid=4, n_eval=4, batch_size=4, nproc=1, device="cpu",
+                       autoguidance=0.0)
+    write_yaml(p, tmp_path / "params.yaml")
+    diffusion = for_profile(p)["diffusion"]
+    save_pretrained(tmp_path / "data/mnist/model", randomize(tiny_unet(T=50)).eval(), diffusion,
+                    sample_shape=(1, 28, 28))
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(root / "stages/sample.py"))["main"]()
+    info = json.loads((tmp_path / "data/mnist/samples/info.json").read_text())
+    assert info["sampler"].startswith("toy, 5 steps") and len(calls) == 2 * 5  # the grid and the evaluation batch
