@@ -141,11 +141,13 @@ class Checkpointer:
     Only the main process writes; every process resumes."""
 
     def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any], resume_from: tuple[Path, ...] = (),
-                 carried: Path | None = None, is_main: bool = True, say: Callable[[str], None] | None = None) -> None:
+                 carried: Path | None = None, is_main: bool = True, say: Callable[[str], None] | None = None,
+                 labels: dict[str, str] | None = None) -> None:
         self.path, self.fingerprint = Path(path), fingerprint
         self.resume_from = tuple(Path(p) for p in resume_from)
         self.carried, self.is_main = carried, is_main
         self._say = say or (lambda message: print(message, flush=True))
+        self.labels = labels or {}  # a fingerprint section's params name, for messages ({"recipe": "train_mnist"})
         self.saves = 0
 
     def state(self, loop: Trainable) -> dict[str, Any]:
@@ -161,7 +163,7 @@ class Checkpointer:
         first of `resume_from` that was; put back the carried folder's files it holds. False: a fresh start."""
         state, path = self._running_state(), self.path
         if state is not None and state.get("fingerprint") != self.fingerprint:  # replaced by this run's first save
-            self.say(f"{path}: a run with other settings ({differing(state.get('fingerprint'), self.fingerprint)}); "
+            self.say(f"{path}: a run with other settings ({differing(state.get('fingerprint'), self.fingerprint, self.labels)}); "
                      "not resumed")
             state = None
         for path in self.resume_from if state is None else ():
@@ -223,15 +225,17 @@ def fingerprint(sections: dict[str, dict[str, Any]], **extra: Any) -> dict[str, 
     return {**extra, **{name: {k: v for k, v in s.items() if kept(k, v)} for name, s in sections.items()}}
 
 
-def differing(old: Any, new: dict[str, Any]) -> str:
-    """The settings that differ between two fingerprints, e.g. 'train.lr 0.0002 → 0.0001'."""
+def differing(old: Any, new: dict[str, Any], labels: dict[str, str] | None = None) -> str:
+    """The settings that differ between two fingerprints, e.g. 'train_mnist.lr 0.0002 → 0.0001' (labels: the params
+    section each fingerprint section stands for, {"recipe": "train_mnist"})."""
     if not isinstance(old, dict):
         return "a checkpoint of an older release"
     changes = []
     for name in sorted(set(old) | set(new)):
         a, b = old.get(name), new.get(name)
         if isinstance(a, dict) and isinstance(b, dict):
-            changes += [f"{name}.{k} {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            label = (labels or {}).get(name, name)
+            changes += [f"{label}.{k} {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif a != b:
             changes.append(f"{name} {a!r} → {b!r}")
     return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")

@@ -73,10 +73,10 @@ def completion_kwargs(route: str, scale: float) -> dict[str, Any]:
     if route not in ROUTE_NAMES:  # complete_image's routes; the lookup row ("nearest") is not one
         raise ValueError(f"route = {route!r}: must be one of {', '.join(ROUTE_NAMES)}")
     if route == "replace":
-        return {"guidance": "replace", "scale": 0.0, "wrt": "mean"}
+        return {"method": "replace", "scale": 0.0, "wrt": "mean"}
     if route == "mcg":
-        return {"guidance": "mcg", "scale": scale, "wrt": "xt"}
-    return {"guidance": "gradient", "scale": 0.0 if route == "none" else scale, "wrt": "mean" if route == "none" else route}
+        return {"method": "mcg", "scale": scale, "wrt": "xt"}
+    return {"method": "gradient", "scale": 0.0 if route == "none" else scale, "wrt": "mean" if route == "none" else route}
 
 
 def completion_quality(completions: torch.Tensor, originals: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:

@@ -7,6 +7,7 @@ the first noising step, so ᾱ_{-1} := 1 and the posterior at t = 0 has variance
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -120,35 +121,53 @@ class Diffusion:
         return mean, self._at("posterior_variance", t, xt).expand_as(xt)
 
     # -- reverse process -----------------------------------------------------------------
-    def predict_x0(self, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    def predict_x0_from_eps(self, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, clip: bool = True) -> torch.Tensor:
         """x̂_0 = E[x_0 | x_t] = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, clipped to [−1, 1] when `clip`."""
         ab = self._at("alphas_bar", t, xt)
         x0 = (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
         return x0.clamp(-1, 1) if clip else x0
 
-    def predict_eps(self, xt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def predict_eps_from_x0(self, xt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """ε = (x_t − √ᾱ_t x_0) / √(1 − ᾱ_t): the noise that takes x_0 to x_t."""
         ab = self._at("alphas_bar", t, xt)
         return (xt - ab.sqrt() * x0) / (1 - ab).sqrt()
 
-    def q_reverse(
+    def p_mean_variance(
         self, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, clip: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(x_{t-1} | x_t; t, ε̂) = q(x_{t-1} | x_t, x̂_0(x_t, ε̂)) = N(μ̃_t(x_t, x̂_0), β̃_t)."""
-        return self.q_posterior(self.predict_x0(xt, t, eps, clip), xt, t)
+        """p_θ(x_{t-1} | x_t) = q(x_{t-1} | x_t; t, ε̂) = q(x_{t-1} | x_t, x̂_0(x_t, ε̂)) = N(μ̃_t(x_t, x̂_0), β̃_t): the
+        exercise's reverse-q, improved-diffusion's p_mean_variance given the network's ε̂ (0.7's `q_reverse`)."""
+        return self.q_posterior(self.predict_x0_from_eps(xt, t, eps, clip), xt, t)
 
-    def ddim_reverse(
+    def ddim_mean_variance(
         self, xt: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps: torch.Tensor,
         eta: float = 0.0, clip: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """DDIM: x_s = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε̂ + σ z, σ² = η²(1−ᾱ_s)/(1−ᾱ_t)(1 − ᾱ_t/ᾱ_s), s = t_prev."""
-        x0 = self.predict_x0(xt, t, eps, clip)
-        eps = self.predict_eps(xt, t, x0)  # consistent with the clipped x̂_0
+        x0 = self.predict_x0_from_eps(xt, t, eps, clip)
+        eps = self.predict_eps_from_x0(xt, t, x0)  # consistent with the clipped x̂_0
         ab_t = self._at("alphas_bar", t, xt)
         ab_s = self.alpha_bar_at(t_prev, xt)
         var = eta**2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
         mean = ab_s.sqrt() * x0 + (1 - ab_s - var).clamp(min=0).sqrt() * eps
         return mean, var.expand_as(xt)
+
+    # -- 0.7's names, deprecated: they go in 0.9 --------------------------------------------------
+    def q_reverse(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        _deprecated("Diffusion.q_reverse", "Diffusion.p_mean_variance")
+        return self.p_mean_variance(*args, **kwargs)
+
+    def ddim_reverse(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        _deprecated("Diffusion.ddim_reverse", "Diffusion.ddim_mean_variance")
+        return self.ddim_mean_variance(*args, **kwargs)
+
+    def predict_x0(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        _deprecated("Diffusion.predict_x0", "Diffusion.predict_x0_from_eps")
+        return self.predict_x0_from_eps(*args, **kwargs)
+
+    def predict_eps(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        _deprecated("Diffusion.predict_eps", "Diffusion.predict_eps_from_x0")
+        return self.predict_eps_from_x0(*args, **kwargs)
 
     # -- training ------------------------------------------------------------------------
     def v_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -197,3 +216,7 @@ class Diffusion:
         """Pairs (t, t_prev) visited by a sampler, ending with t_prev = −1 (x_0)."""
         ts = self.timesteps(steps)
         yield from zip(ts, ts[1:] + [-1])
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated (0.8) and goes in 0.9; use {new}", DeprecationWarning, stacklevel=3)

@@ -1,7 +1,7 @@
 """Guided sampling: image completion (gradient guidance, DPS-style, the replacement baseline and both, MCG),
 classifier-free guidance (Ho & Salimans 2022) and autoguidance (Karras et al. 2024).
 
-Completion is a `Guide` of the one sampling loop (samplers.run_chain): after each reverse step it adds
+Completion is a `StepHook` of the one sampling loop (samplers.run_chain): after each reverse step it adds
 −s·∇ L, where L_i = Σ_pixels (y_m · (x̂_0 − y))² is image i's own loss (so a batch equals single images).
 Classifier-free guidance and autoguidance are model wrappers, so they work with every sampler and with completion
 alike. Convention: ε̃ = (1 + w)·ε_θ(x_t, c) − w·ε_θ(x_t, ∅), where ∅ is the context multiplied by zero; w = 0 is the
@@ -9,27 +9,28 @@ plain conditional model (diffusers' `guidance_scale` is 1 + w); autoguidance put
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from .diffusion import Diffusion, NoisePredictor
-from .samplers import Generators, Guide, StepState, predict_noise, randn, run_chain
+from .samplers import Generators, StepHook, StepState, model_eps, randn, run_chain, time_batch
 
-ROUTES = ("xt", "mean")
-GUIDANCES = ("gradient", "replace", "mcg")
+WRT = ("xt", "mean")  # what the completion gradient is taken with respect to
+METHODS = ("gradient", "replace", "mcg")  # how completion uses the given pixels
 
 
 # -- image completion --------------------------------------------------------------------------------------------
-def check_completion_inputs(y: torch.Tensor, ymask: torch.Tensor, scale: float, wrt: str, guidance: str) -> torch.Tensor:
+def check_completion_inputs(y: torch.Tensor, ymask: torch.Tensor, scale: float, wrt: str, method: str) -> torch.Tensor:
     """Validate the arguments of complete_image; return the mask broadcast to y's shape, as y's dtype."""
-    if wrt not in ROUTES:
+    if wrt not in WRT:
         raise ValueError(f"wrt = {wrt!r}: must be 'xt' (through the UNet) or 'mean' (of x_(t-1))")
-    if guidance not in GUIDANCES:
-        raise ValueError(f"guidance = {guidance!r}: must be 'gradient', 'replace' or 'mcg' (gradient, then replacement)")
-    if guidance == "mcg" and wrt != "xt":  # ∇ w.r.t. the mean lives on the given pixels, which replacement overwrites
-        raise ValueError(f"wrt = {wrt!r}: guidance 'mcg' needs wrt='xt' (with 'mean' it would be plain replacement)")
+    if method not in METHODS:
+        raise ValueError(f"method = {method!r}: must be 'gradient', 'replace' or 'mcg' (gradient, then replacement)")
+    if method == "mcg" and wrt != "xt":  # ∇ w.r.t. the mean lives on the given pixels, which replacement overwrites
+        raise ValueError(f"wrt = {wrt!r}: method 'mcg' needs wrt='xt' (with 'mean' it would be plain replacement)")
     if not (isinstance(scale, (int, float)) and scale >= 0):
         raise ValueError(f"scale = {scale!r}: must be a number ≥ 0")
     if y.ndim != 4:
@@ -57,11 +58,11 @@ def clip_straight_through(x0: torch.Tensor) -> torch.Tensor:
 
 def grad_wrt_xt(diffusion: Diffusion, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
                 mask: torch.Tensor, clip: bool, **model_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ε̂, ∇_{x_t} L) with x̂_0 = predict_x0(x_t, t, ε_θ(x_t, t)): back-propagation through the UNet (DPS)."""
+    """(ε̂, ∇_{x_t} L) with x̂_0 = predict_x0_from_eps(x_t, t, ε_θ(x_t, t)): back-propagation through the UNet (DPS)."""
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
         eps = diffusion.eps_from_output(x_in, t, model(x_in, t, **model_kwargs).to(x.dtype))
-        x0 = diffusion.predict_x0(x_in, t, eps, clip=False)
+        x0 = diffusion.predict_x0_from_eps(x_in, t, eps, clip=False)
         loss = masked_sq_error(clip_straight_through(x0) if clip else x0, y, mask)
         grad = torch.autograd.grad(loss, x_in)[0]
     return eps.detach(), grad
@@ -76,14 +77,14 @@ def grad_wrt_mean(diffusion: Diffusion, mean: torch.Tensor, var: torch.Tensor, t
     so x̂_0(μ) is exactly the x̃_0 the step used, and ∇_μ L = 2·y_m·(x̃_0 − y)/√ᾱ_s: no pass through the UNet.
     At the last step (s = −1, ᾱ = 1, σ = 0) x̂_0(μ) = μ.
     """
-    ab = diffusion.alpha_bar_at(torch.full((mean.shape[0],), t_prev, device=mean.device, dtype=torch.long), mean)
+    ab = diffusion.alpha_bar_at(time_batch(t_prev, mean), mean)
     with torch.enable_grad():
         mu = mean.detach().requires_grad_(True)
         x0 = (mu - (1 - ab - var).clamp(min=0).sqrt() * eps) / ab.sqrt()
         return torch.autograd.grad(masked_sq_error(x0, y, mask), mu)[0]
 
 
-class GradientGuide:
+class GradientHook:
     """x_{t-1} = μ + σz − s·∇ L: ∇ w.r.t. x_t through the UNet (wrt="xt", DPS) or w.r.t. the mean μ of x_{t-1}
     with ε̂ held fixed (wrt="mean": no back-propagation through the UNet)."""
 
@@ -96,42 +97,42 @@ class GradientGuide:
         if self.wrt == "xt" and self.scale > 0:
             eps, self.grad = grad_wrt_xt(self.d, model, x, t, self.y, self.mask, self.clip, **self.model_kwargs)
             return eps
-        return predict_noise(self.d, model, x, t, **self.model_kwargs)
+        return model_eps(self.d, model, x, t, **self.model_kwargs)
 
     def correct(self, x_prev: torch.Tensor, step: StepState, generator: Generators) -> torch.Tensor:
         if self.scale == 0:
             return x_prev
         if self.wrt == "mean":
-            tt = torch.full((step.x.shape[0],), step.t, device=step.x.device, dtype=torch.long)
-            x0 = self.d.predict_x0(step.x, tt, step.eps, self.clip)
-            eps = self.d.predict_eps(step.x, tt, x0)  # the ε̂ the step used, consistent with the clipped x̂_0
+            tt = time_batch(step.t, step.x)
+            x0 = self.d.predict_x0_from_eps(step.x, tt, step.eps, self.clip)
+            eps = self.d.predict_eps_from_x0(step.x, tt, x0)  # the ε̂ the step used, consistent with the clipped x̂_0
             self.grad = grad_wrt_mean(self.d, step.mean, step.var, step.t_prev, eps, self.y, self.mask)
         return x_prev - self.scale * self.grad
 
 
-class ReplacementGuide:
+class ReplacementHook:
     """The replacement baseline: after each step the given pixels are overwritten by y noised to level t_prev."""
 
     def __init__(self, diffusion: Diffusion, y: torch.Tensor, mask: torch.Tensor, **model_kwargs: Any) -> None:
         self.d, self.y, self.mask, self.model_kwargs = diffusion, y, mask, model_kwargs
 
     def predict(self, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return predict_noise(self.d, model, x, t, **self.model_kwargs)
+        return model_eps(self.d, model, x, t, **self.model_kwargs)
 
     def correct(self, x_prev: torch.Tensor, step: StepState, generator: Generators) -> torch.Tensor:
         if step.t_prev < 0:
             return self.mask * self.y + (1 - self.mask) * x_prev
-        t_prev = torch.full((self.y.shape[0],), step.t_prev, device=self.y.device, dtype=torch.long)
+        t_prev = time_batch(step.t_prev, self.y)
         y_noisy = self.d.q_sample(self.y, t_prev, randn(tuple(self.y.shape), generator, self.y.device))
         return self.mask * y_noisy + (1 - self.mask) * x_prev
 
 
-class ProjectedGradientGuide:
+class ProjectedGradientHook:
     """MCG (Chung et al. 2022, manifold-constrained gradient): the gradient step w.r.t. x_t through the UNet, then the
     given pixels replaced by y noised to t_prev. The gradient carries the given half's evidence into the hidden one;
     the replacement keeps the given half on the forward process's marginal q(x_{t_prev} | y)."""
 
-    def __init__(self, gradient: GradientGuide, replacement: ReplacementGuide) -> None:
+    def __init__(self, gradient: GradientHook, replacement: ReplacementHook) -> None:
         self.gradient, self.replacement = gradient, replacement
 
     def predict(self, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -143,27 +144,31 @@ class ProjectedGradientGuide:
 
 def complete_image(
     diffusion: Diffusion, model: NoisePredictor, y: torch.Tensor, ymask: torch.Tensor, scale: float = 1.0,
-    wrt: str = "xt", *, guidance: str = "gradient", generator: Generators = None, clip: bool = True,
-    model_kwargs: dict[str, Any] | None = None, **sampler_kwargs: Any,
+    wrt: str = "xt", *, method: str = "gradient", generator: Generators = None, clip: bool = True,
+    model_kwargs: dict[str, Any] | None = None, guidance: str | None = None, **sampler_kwargs: Any,
 ) -> torch.Tensor:
     """Fill in the hidden pixels of y (ymask = 0) with samples consistent with the given ones (ymask = 1).
 
-    guidance="gradient": x_{t-1} = μ + σz − s·∇ Σ_pixels (y_m·(x̂_0 − y))², the gradient w.r.t. x_t through the
-    UNet (wrt="xt") or w.r.t. the mean of x_{t-1} (wrt="mean"); guidance="replace": the replacement baseline;
-    guidance="mcg": the x_t gradient step, then replacement (`ProjectedGradientGuide`; the given half ends equal to y).
+    method="gradient": x_{t-1} = μ + σz − s·∇ Σ_pixels (y_m·(x̂_0 − y))², the gradient w.r.t. x_t through the
+    UNet (wrt="xt") or w.r.t. the mean of x_{t-1} (wrt="mean"); method="replace": the replacement baseline;
+    method="mcg": the x_t gradient step, then replacement (`ProjectedGradientHook`; the given half ends equal to y).
     sampler_kwargs (sampler, steps, eta) choose the sampler as in `samplers.sample`. Returns images in [−1, 1];
-    a mask that hides nothing returns y; one that hides everything is `sample`.
+    a mask that hides nothing returns y; one that hides everything is `sample`. (`guidance=` is 0.7's name of
+    `method=`, deprecated.)
     """
-    mask = check_completion_inputs(y, ymask, scale, wrt, guidance)
+    if guidance is not None:
+        warnings.warn("complete_image(guidance=…) is deprecated; use method=…", DeprecationWarning, stacklevel=2)
+        method = guidance
+    mask = check_completion_inputs(y, ymask, scale, wrt, method)
     if bool(mask.all()):
         return y.clone()
     kwargs = model_kwargs or {}
-    guide: Guide = (ReplacementGuide(diffusion, y, mask, **kwargs) if guidance == "replace"
-                    else GradientGuide(diffusion, y, mask, scale, wrt, clip, **kwargs))
-    if guidance == "mcg":
-        guide = ProjectedGradientGuide(guide, ReplacementGuide(diffusion, y, mask, **kwargs))
+    hook: StepHook = (ReplacementHook(diffusion, y, mask, **kwargs) if method == "replace"
+                      else GradientHook(diffusion, y, mask, scale, wrt, clip, **kwargs))
+    if method == "mcg":
+        hook = ProjectedGradientHook(hook, ReplacementHook(diffusion, y, mask, **kwargs))
     x = randn(tuple(y.shape), generator, y.device)
-    return run_chain(diffusion, model, x, generator=generator, clip=clip, guide=guide, **sampler_kwargs)
+    return run_chain(diffusion, model, x, generator=generator, clip=clip, hook=hook, **sampler_kwargs)
 
 
 # -- classifier-free guidance ------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def build_run(section: str, recipe: dict[str, Any], diffusion_params: dict[str, 
               data: TrainingData, device: torch.device, world: World, *, running: Path,
               resume_from: tuple[Path | None, ...] = (), monitor_context: torch.Tensor | None = None, nrow: int = 8,
               probe: Callback | None = None, init_from: Path | None = None, about: dict[str, Any] | None = None,
-              **fingerprint_extra: Any) -> TrainingRun:
+              model_section: str = "model", **fingerprint_extra: Any) -> TrainingRun:
     """The run of training stage `section` (named in its one-line refusals): the UNet (seeded), its monitoring grid,
     its checkpoints and their fingerprint.
 
@@ -91,7 +91,8 @@ def build_run(section: str, recipe: dict[str, Any], diffusion_params: dict[str, 
     checkpoints a run of these settings may continue (None entries are skipped). monitor_context: the grid's context
     rows (guided with recipe["monitor_guidance"]); None draws recipe["monitor_n"] unconditional images. init_from: a
     checkpoint whose EMA weights a fresh run starts from. about: what the model folder's config.json says of the data
-    and context (e.g. {"title": …, "data": "MNIST's 60 000 training digits"}).
+    and context (e.g. {"title": …, "data": "MNIST's 60 000 training digits"}). model_section: the params section
+    model_params come from (named in messages).
     """
     images = data.images
     context_dim = 0 if data.context is None else data.context.shape[1]
@@ -127,7 +128,8 @@ def build_run(section: str, recipe: dict[str, Any], diffusion_params: dict[str, 
     loop.saver = Checkpointer(running, fingerprint({"diffusion": diffusion_params, "model": model_params,
                                                     "recipe": {**recipe, "amp": str(autocast)}},
                                                    n_images=len(images), **fingerprint_extra),
-                              tuple(p for p in resume_from if p is not None), is_main=world.is_main)
+                              tuple(p for p in resume_from if p is not None), is_main=world.is_main,
+                              labels={"recipe": section, "model": model_section})
     info = {**(about or {}), "diffusion": diffusion_params,
             "training": {"stage": section, "batch_size": recipe["batch_size"], "lr": recipe["lr"],
                          "lr_schedule": recipe["lr_schedule"], "ema_decay": recipe["ema_decay"],

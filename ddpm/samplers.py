@@ -2,13 +2,14 @@
 
 A sampler's step is a pure function (diffusion, x_t, t, t_prev, ε̂, η, clip, state) → (mean, variance, state) of
 p(x_{t_prev} | x_t); the loop draws x_{t_prev} = mean + σ z from it. Guidance is a hook the loop calls: a
-`Guide` may compute ε̂ itself (e.g. with a gradient through the UNet) and correct x_{t_prev} after each
+`StepHook` may compute ε̂ itself (e.g. with a gradient through the UNet) and correct x_{t_prev} after each
 step. Plain samples, completions and classifier-free guidance (a model wrapper, see guidance.py) all run
 through `run_chain`, so a sampler added to SAMPLERS works for all of them.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -41,15 +42,15 @@ StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, Any]]
 def ancestral_step(d: Diffusion, x: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, eta: float, clip: bool,
                    state: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """DDPM: p(x_{t-1} | x_t) = q(x_{t-1} | x_t; t, ε̂) = N(μ̃_t(x_t, x̂_0), β̃_t) (η is not used)."""
-    mean, var = d.q_reverse(x, _times(t, x), eps, clip)
+    mean, var = d.p_mean_variance(x, time_batch(t, x), eps, clip)
     return mean, var, state
 
 
 def ddim_step(d: Diffusion, x: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, eta: float, clip: bool,
               state: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """DDIM (Song et al. 2021): x_s = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε̂ + σ z, σ² = η²(1−ᾱ_s)/(1−ᾱ_t)(1 − ᾱ_t/ᾱ_s)."""
-    tt = _times(t, x)
-    mean, var = d.ddim_reverse(x, tt, torch.full_like(tt, t_prev), eps, eta, clip)
+    tt = time_batch(t, x)
+    mean, var = d.ddim_mean_variance(x, tt, torch.full_like(tt, t_prev), eps, eta, clip)
     return mean, var, state
 
 
@@ -59,8 +60,8 @@ def dpm_solver_step(d: Diffusion, x: torch.Tensor, t: int, t_prev: int, eps: tor
     h = λ_s − λ_t, x_s = (σ_s/σ_t) x_t + α_s (1 − e^{−h}) D, where D = x̂_0 at the first step and
     D = (1 + 1/(2r)) x̂_0 − 1/(2r) x̂_0' after it (x̂_0' the previous step's, r = h'/h); the last step returns x̂_0.
     Its mean equals √ᾱ_s x̃_0 + σ_s ε̂ (x̃_0 = e^{−h} x̂_0 + (1 − e^{−h}) D), the form the completion's mean route inverts."""
-    tt = _times(t, x)
-    x0 = d.predict_x0(x, tt, eps, clip)
+    tt = time_batch(t, x)
+    x0 = d.predict_x0_from_eps(x, tt, eps, clip)
     if t_prev < 0:
         return x0, torch.zeros_like(x), None
     ab_t, ab_s = d.alphas_bar[t].item(), d.alphas_bar[t_prev].item()
@@ -87,14 +88,15 @@ def check_sampler(sampler: str, steps: int | None, T: int) -> None:
         raise ValueError(f"steps = {steps}: the ancestral sampler visits all T = {T} steps; use 'ddim' or 'dpm++2m'")
 
 
-def _times(t: int, like: torch.Tensor) -> torch.Tensor:
+def time_batch(t: int, like: torch.Tensor) -> torch.Tensor:
+    """t for every image of the batch `like`, as the network and the schedule take it."""
     return torch.full((like.shape[0],), t, device=like.device, dtype=torch.long)
 
 
-# -- guidance hooks ----------------------------------------------------------------------------------------------
+# -- step hooks (guided sampling) ----------------------------------------------------------------------------------------------
 @dataclass
 class StepState:
-    """What one reverse step computed, handed to a guide's correction."""
+    """What one reverse step computed, handed to a hook's correction."""
     x: torch.Tensor        # x_t
     t: int
     t_prev: int
@@ -103,7 +105,7 @@ class StepState:
     var: torch.Tensor      # its variance
 
 
-class Guide(Protocol):
+class StepHook(Protocol):
     """A hook of the sampling loop: how ε̂ is computed, and what is done to x_{t_prev} after each step."""
 
     def predict(self, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
@@ -112,30 +114,36 @@ class Guide(Protocol):
 
 
 @torch.no_grad()
-def predict_noise(d: Diffusion, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor, **model_kwargs: Any
+def model_eps(d: Diffusion, model: NoisePredictor, x: torch.Tensor, t: torch.Tensor, **model_kwargs: Any
                   ) -> torch.Tensor:
     """ε̂(x_t, t) from the network's output (ε or v: `Diffusion.eps_from_output`), in x's dtype."""
     return d.eps_from_output(x, t, model(x, t, **model_kwargs).to(x.dtype))
 
 
+def predict_noise(*args: Any, **kwargs: Any) -> torch.Tensor:
+    """0.7's name of `model_eps`, deprecated: it goes in 0.9."""
+    warnings.warn("samplers.predict_noise is deprecated (0.8); use samplers.model_eps", DeprecationWarning, stacklevel=2)
+    return model_eps(*args, **kwargs)
+
+
 def run_chain(d: Diffusion, model: NoisePredictor, x: torch.Tensor, *, sampler: str = "ancestral",
               steps: int | None = None, eta: float = 0.0, clip: bool = True, generator: Generators = None,
-              guide: Guide | None = None, progress: bool = False, **model_kwargs: Any) -> torch.Tensor:
-    """From x = x_T down to x_0: at each (t, t_prev), ε̂ (the guide's, or the model's), the sampler's step, a draw of
-    x_{t_prev} = mean + σ z (no noise at the last step), then the guide's correction. Returns x_0 clipped to [−1, 1]."""
+              hook: StepHook | None = None, progress: bool = False, **model_kwargs: Any) -> torch.Tensor:
+    """From x = x_T down to x_0: at each (t, t_prev), ε̂ (the hook's, or the model's), the sampler's step, a draw of
+    x_{t_prev} = mean + σ z (no noise at the last step), then the hook's correction. Returns x_0 clipped to [−1, 1]."""
     check_sampler(sampler, steps, d.T)
     if eta < 0:
         raise ValueError(f"eta = {eta}: must be ≥ 0")
     step_fn, state = SAMPLERS[sampler], None
     for t, t_prev in tqdm(list(d.reverse_steps(steps)), disable=not progress, desc="sampling", leave=False):
-        tt = _times(t, x)
-        eps = guide.predict(model, x, tt) if guide is not None else predict_noise(d, model, x, tt, **model_kwargs)
+        tt = time_batch(t, x)
+        eps = hook.predict(model, x, tt) if hook is not None else model_eps(d, model, x, tt, **model_kwargs)
         with torch.no_grad():
             mean, var, state = step_fn(d, x, t, t_prev, eps, eta, clip, state)
             noisy = t_prev >= 0 and bool(var.any())  # DDIM with η = 0 and DPM-Solver draw no noise
             x_prev = mean + var.sqrt() * randn(tuple(x.shape), generator, x.device) if noisy else mean
-        if guide is not None:
-            x_prev = guide.correct(x_prev, StepState(x, t, t_prev, eps, mean, var), generator)
+        if hook is not None:
+            x_prev = hook.correct(x_prev, StepState(x, t, t_prev, eps, mean, var), generator)
         x = x_prev
     bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
     if bad:  # clamp keeps NaN: say so rather than hand on images that are not images

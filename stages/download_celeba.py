@@ -1,5 +1,5 @@
 """Stage download_celeba: official CelebA files (downloaded, or placed by hand), checked, preprocessed once to a
-uint8 tensor at celeba.image_size, and clip-data.csv (the course's file if given, else written from the attributes).
+uint8 tensor at download_celeba.image_size, and clip-data.csv (the course's file if given, else written from the attributes).
 """
 from pathlib import Path
 
@@ -18,7 +18,7 @@ def main() -> None:
     if not (folder / "list_attr_celeba.txt").exists():
         if not cp["download"]:
             raise FileNotFoundError(f"{folder}: no CelebA files; place img_align_celeba/, list_attr_celeba.txt and "
-                                    "list_eval_partition.txt there, or set celeba.download: true")
+                                    "list_eval_partition.txt there, or set download_celeba.download: true")
         download_celeba(root)
     attrs = verify_layout(folder)
     given = Path(cp["clip_data"])

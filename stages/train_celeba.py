@@ -36,7 +36,7 @@ def main() -> None:
                     resume_from=last, monitor_context=monitor_context, nrow=len(monitor_context),
                     about={"title": "CLIP-conditioned DDPM on CelebA", "data": f"CelebA, {len(images)} faces",
                            "context": f"CLIP image embeddings ({emb['model']})"},
-                    image_size=images.shape[-1], clip=emb["model"])
+                    model_section="celeba_model", image_size=images.shape[-1], clip=emb["model"])
     run.run(LIVE, MODEL)
     distributed.shutdown()
 

@@ -35,10 +35,10 @@ def test_sweep_rows_and_their_settings():
     settings = sweep_settings([0.1, 1.0])
     assert settings == [("none", 0.0), ("replace", 0.0), ("xt", 0.1), ("xt", 1.0), ("mean", 0.1), ("mean", 1.0),
                         ("mcg", 0.1), ("mcg", 1.0), ("nearest", 0.0)]
-    assert completion_kwargs("none", 5.0) == {"guidance": "gradient", "scale": 0.0, "wrt": "mean"}
-    assert completion_kwargs("replace", 5.0)["guidance"] == "replace"
-    assert completion_kwargs("xt", 0.3) == {"guidance": "gradient", "scale": 0.3, "wrt": "xt"}
-    assert completion_kwargs("mcg", 0.3) == {"guidance": "mcg", "scale": 0.3, "wrt": "xt"}
+    assert completion_kwargs("none", 5.0) == {"method": "gradient", "scale": 0.0, "wrt": "mean"}
+    assert completion_kwargs("replace", 5.0)["method"] == "replace"
+    assert completion_kwargs("xt", 0.3) == {"method": "gradient", "scale": 0.3, "wrt": "xt"}
+    assert completion_kwargs("mcg", 0.3) == {"method": "mcg", "scale": 0.3, "wrt": "xt"}
     with pytest.raises(ValueError, match="route = 'sideways'"):
         completion_kwargs("sideways", 1.0)
 

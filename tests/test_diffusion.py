@@ -67,16 +67,16 @@ def test_predict_x0_inverts_q_sample(diffusion):
     noise = torch.randn_like(x0)
     t = torch.randint(0, 100, (8,))
     xt = diffusion.q_sample(x0, t, noise)
-    assert torch.allclose(diffusion.predict_x0(xt, t, noise, clip=False), x0, atol=1e-4)
-    assert torch.allclose(diffusion.predict_eps(xt, t, x0), noise, atol=1e-3)
-    wild = diffusion.predict_x0(xt, t, -5 * noise)
+    assert torch.allclose(diffusion.predict_x0_from_eps(xt, t, noise, clip=False), x0, atol=1e-4)
+    assert torch.allclose(diffusion.predict_eps_from_x0(xt, t, x0), noise, atol=1e-3)
+    wild = diffusion.predict_x0_from_eps(xt, t, -5 * noise)
     assert wild.min() >= -1 and wild.max() <= 1  # clip=True keeps x̂_0 in the data range
 
 
 def test_q_reverse_is_the_posterior_at_the_predicted_x0(diffusion):
     xt, eps, t = torch.randn(4, 1, 5, 5), torch.randn(4, 1, 5, 5), torch.tensor([3, 20, 60, 99])
-    mean, var = diffusion.q_reverse(xt, t, eps, clip=False)
-    ref_mean, ref_var = diffusion.q_posterior(diffusion.predict_x0(xt, t, eps, clip=False), xt, t)
+    mean, var = diffusion.p_mean_variance(xt, t, eps, clip=False)
+    ref_mean, ref_var = diffusion.q_posterior(diffusion.predict_x0_from_eps(xt, t, eps, clip=False), xt, t)
     assert torch.allclose(mean, ref_mean) and torch.allclose(var, ref_var)
     # without clipping it is the ε-form μ̃ = (x_t − β_t/√(1−ᾱ_t) ε)/√α_t of Ho et al. (eq. 11)
     b, a, ab = (diffusion.betas[t].float().view(-1, 1, 1, 1), diffusion.alphas[t].float().view(-1, 1, 1, 1),
@@ -141,3 +141,17 @@ def test_the_loss_of_a_perfect_v_model_is_zero():
     t, noise = torch.randint(0, 100, (8,)), torch.randn(8, 1, 4, 4)
     perfect = lambda xt, tt: d.v_target(x0, tt, noise)  # noqa: E731
     assert d.loss(perfect, x0, t=t, noise=noise).item() < 1e-10
+
+
+@pytest.mark.parametrize("old, new", [("q_reverse", "p_mean_variance"), ("ddim_reverse", "ddim_mean_variance"),
+                                      ("predict_x0", "predict_x0_from_eps"), ("predict_eps", "predict_eps_from_x0")])
+def test_0_7_names_still_work_and_say_what_replaced_them(old, new):
+    """The naming pass after improved-diffusion keeps 0.7's names for one release, each warning with its new name."""
+    d = Diffusion(linear_betas(100))
+    x, t, e = torch.randn(2, 1, 4, 4), torch.tensor([3, 60]), torch.randn(2, 1, 4, 4)
+    args = (x, t, torch.tensor([1, 40]), e) if old == "ddim_reverse" else (x, t, e)
+    with pytest.warns(DeprecationWarning, match=new):
+        got = getattr(d, old)(*args)
+    want = getattr(d, new)(*args)
+    assert all(torch.equal(a, b) for a, b in zip(got if isinstance(got, tuple) else (got,),
+                                                 want if isinstance(want, tuple) else (want,)))

@@ -37,7 +37,7 @@ def test_gradient_through_the_unet_matches_finite_differences(setup):
 
     def loss(x_):
         with torch.no_grad():
-            return masked_sq_error(d.predict_x0(x_, t, model(x_, t), clip=False), y, mask).item()
+            return masked_sq_error(d.predict_x0_from_eps(x_, t, model(x_, t), clip=False), y, mask).item()
 
     _, grad = grad_wrt_xt(d, model, x, t, y, mask, clip=False)
     for fd, v in finite_difference(loss, x):
@@ -67,8 +67,8 @@ def test_the_mean_route_differentiates_the_steps_own_x0(setup, ancestral, t, t_p
     tt = torch.full((2,), t)
     eps = model(x, tt).detach()
     mean, var, _ = SAMPLERS["ancestral" if ancestral else "ddim"](d, x, t, t_prev, eps, 1.0, True, None)
-    x0 = d.predict_x0(x, tt, eps, clip=True)
-    grad = grad_wrt_mean(d, mean, var, t_prev, d.predict_eps(x, tt, x0), y, mask)
+    x0 = d.predict_x0_from_eps(x, tt, eps, clip=True)
+    grad = grad_wrt_mean(d, mean, var, t_prev, d.predict_eps_from_x0(x, tt, x0), y, mask)
     ab = d.alphas_bar[t_prev].item() if t_prev >= 0 else 1.0
     assert torch.allclose(grad, 2 * mask * (x0 - y) / ab**0.5, atol=1e-8)
 
@@ -77,7 +77,7 @@ def test_a_saturated_x0_still_pulls_toward_y(setup):
     """With clip=True the loss sees the clipped x̂_0, but its gradient passes straight through the clip."""
     d, model, y, mask = setup
     x, t = 50 * torch.ones(2, 1, 28, 28, dtype=torch.float64), torch.tensor([10, 10])  # x̂_0 ≫ 1 everywhere
-    assert d.predict_x0(x, t, model(x, t), clip=False).min() > 1
+    assert d.predict_x0_from_eps(x, t, model(x, t), clip=False).min() > 1
     _, grad = grad_wrt_xt(d, model, x, t, y, mask, clip=True)
     assert grad[mask.expand_as(grad) == 1].abs().min() > 0
 
@@ -126,17 +126,17 @@ def test_full_chain_and_replacement_run(setup):
     y, mask = y.float(), mask.float()
     x = complete_image(d, model, y, mask, 0.1, "mean", generator=torch.Generator().manual_seed(0))
     assert x.shape == y.shape and x.min() >= -1 and x.max() <= 1
-    r = complete_image(d, model, y, mask, guidance="replace", sampler="ddim", steps=10,
+    r = complete_image(d, model, y, mask, method="replace", sampler="ddim", steps=10,
                        generator=torch.Generator().manual_seed(0))
     assert torch.allclose(r * mask, y * mask, atol=1e-6)  # replacement keeps the given pixels exactly
 
 
 def test_mcg_is_replacement_at_scale_0_and_moves_the_hidden_half_beyond(setup):
-    """guidance="mcg": the x_t gradient step, then replacement: the given pixels end equal to y at every scale; at
+    """method="mcg": the x_t gradient step, then replacement: the given pixels end equal to y at every scale; at
     scale 0 it is the replacement baseline draw for draw, and a positive scale changes the hidden half."""
     d, model, y, mask = setup
     model, y, mask = model.float(), y.float(), mask.float()
-    run = lambda guidance, scale: complete_image(d, model, y, mask, scale, "xt", guidance=guidance,  # noqa: E731
+    run = lambda method, scale: complete_image(d, model, y, mask, scale, "xt", method=method,  # noqa: E731
                                                  sampler="ddim", steps=10, eta=1.0,
                                                  generator=torch.Generator().manual_seed(0))
     replaced, mcg0, mcg = run("replace", 0.0), run("mcg", 0.0), run("mcg", 0.5)
@@ -161,8 +161,8 @@ def test_trivial_masks(setup):
     (dict(y=torch.full((1, 1, 28, 28), 3.0)), r"y: pixels must lie in \[-1, 1\]"),
     (dict(scale=-1.0), "scale = -1.0"),
     (dict(wrt="x0"), "wrt = 'x0'"),
-    (dict(guidance="mcg"), "wrt = 'mean': guidance 'mcg' needs wrt='xt'"),
-    (dict(guidance="both"), "guidance = 'both'"),
+    (dict(method="mcg"), "wrt = 'mean': method 'mcg' needs wrt='xt'"),
+    (dict(method="both"), "method = 'both'"),
 ])
 def test_bad_inputs_name_the_argument(kwargs, words):
     d, model = Diffusion(linear_betas(10)), tiny_unet(T=10)

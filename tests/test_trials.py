@@ -1,6 +1,5 @@
 """A recipe trial on the quality-against-minutes curve: `python -m benchmarks.bench --quality-vs-time --no-peer --set …`
 changes ours' settings on top of the CPU profile, validated like params.yaml, and writes to a folder of its own."""
-from pathlib import Path
 
 import pytest
 
