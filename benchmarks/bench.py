@@ -23,8 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import curve
-from ddpm.pretrained import load_unet
-from ddpm.stage import run_stage
+from benchmarks.peer import DiffusersUNet
 from ddpm.completion import half_mask
 from ddpm.device import native_bf16, pick_device, with_autocast
 from ddpm.diffusion import Diffusion
@@ -34,8 +33,10 @@ from ddpm.io import save_json, save_text
 from ddpm.judge import judge_images, load_judge
 from ddpm.metrics import score
 from ddpm.params import ParamError, read_yaml, validate
-from benchmarks.peer import DiffusersUNet
+from ddpm.pretrained import load_unet
+from ddpm.report import table_markdown
 from ddpm.samplers import sample
+from ddpm.stage import run_stage
 from ddpm.train import TrainConfig, TrainLoop
 from ddpm.unet import Dropout16, UNet
 
@@ -268,28 +269,33 @@ def describe(device: torch.device) -> str:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    """The benchmark as Markdown tables (README)."""
-    lines = [f"{r['date']}, {r['device']}, torch {r['torch']}, profile {r['profile']}, batch {r['batch']}", "",
-             "| training step | images/s | TFLOP/s | MFU (vs matmul peak of) | peak MiB | first 2 steps, s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for name, t in r["train"].items():
-        mfu = f"{100 * t['mfu']:.1f} % ({t['mfu_dtype']})" if "mfu" in t else "–"
-        tf = f"{t['tflops']:.3f}" if "tflops" in t else "–"
-        lines.append(f"| {name} | {t['images_per_s']:.1f} | {tf} | {mfu} | {t.get('peak_mib', float('nan')):.0f} | "
-                     f"{t.get('warmup_s', float('nan')):.1f} |")
-    lines += ["", "| ratio | value |", "| --- | ---: |"] + [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
-    peaks = ", ".join(f"{k} {v:.2f}" for k, v in r["matmul_peak_tflops"].items())
-    lines += ["", f"Training FLOPs per image (forward + backward): {r['flops_per_image'] / 1e9:.2f} GFLOP; "
-              f"matmul peak (TFLOP/s): {peaks}.", "", "| sampling | value |", "| --- | ---: |"]
+    """The benchmark as Markdown tables (docs/benchmark.md)."""
+    nan = float("nan")
+    train = [{"training step": name, "images/s": t["images_per_s"], "TFLOP/s": t.get("tflops"),
+              "MFU (vs matmul peak of)": f"{100 * t['mfu']:.1f} % ({t['mfu_dtype']})" if "mfu" in t else None,
+              "peak MiB": t.get("peak_mib", nan), "first 2 steps, s": t.get("warmup_s", nan)}
+             for name, t in r["train"].items()]
     s = r["sampling"]
-    lines += [f"| ms per denoising step, {k} | {v:.1f} |" for k, v in s["ms_per_step"].items()]
-    lines += [f"| 16 samples, {k} | {v:.1f} {'MiB' if 'mib' in k else 's'} |" for k, v in s["seconds_16"].items()]
-    lines += [f"| complete_image s/image, wrt {k} | {v:.3f} |" for k, v in s["complete_s_per_image"].items()]
+    sampling = ([{"sampling": f"ms per denoising step, {k}", "value": f"{v:.1f}"} for k, v in s["ms_per_step"].items()]
+                + [{"sampling": f"16 samples, {k}", "value": f"{v:.1f} {'MiB' if 'mib' in k else 's'}"}
+                   for k, v in s["seconds_16"].items()]
+                + [{"sampling": f"complete_image s/image, wrt {k}", "value": f"{v:.3f}"}
+                   for k, v in s["complete_s_per_image"].items()])
+    peaks = ", ".join(f"{k} {v:.2f}" for k, v in r["matmul_peak_tflops"].items())
+    parts = [f"{r['date']}, {r['device']}, torch {r['torch']}, profile {r['profile']}, batch {r['batch']}",
+             table_markdown(train, {"images/s": ".1f", "TFLOP/s": ".3f", "peak MiB": ".0f", "first 2 steps, s": ".1f"},
+                            left=1),
+             table_markdown([{"ratio": k, "value": v} for k, v in r["ratios"].items()], {"value": ".2f"}, left=1),
+             f"Training FLOPs per image (forward + backward): {r['flops_per_image'] / 1e9:.2f} GFLOP; "
+             f"matmul peak (TFLOP/s): {peaks}.", table_markdown(sampling, left=1)]
     if r.get("quality"):
-        lines += ["", "| the trained model's samples | fid_clf | recognizable | coverage | seconds |", "| --- | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {k} | {q['fid_clf']:.1f} | {q['recognizable']:.3f} | {q['coverage']:.3f} | {q['seconds']:.1f} |"
-                  for k, q in r["quality"].items()]
-    return "\n".join(lines)
+        parts.append(table_markdown([{"the trained model's samples": k, **{c: q[c] for c in
+                                                                             ("fid_clf", "recognizable", "coverage",
+                                                                              "seconds")}}
+                                     for k, q in r["quality"].items()],
+                                    {"fid_clf": ".1f", "recognizable": ".3f", "coverage": ".3f", "seconds": ".1f"},
+                                    left=1))
+    return "\n\n".join(parts)
 
 
 def quality_vs_time(a: argparse.Namespace) -> None:

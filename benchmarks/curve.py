@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from benchmarks.peer import PeerTrainer, sample_peer
 from ddpm.data import load_mnist
 from ddpm.device import pick_device
 from ddpm.diffusion import Diffusion
@@ -30,9 +31,9 @@ from ddpm.guidance import AutoGuidance
 from ddpm.io import save_json, save_text
 from ddpm.judge import judge_images, load_judge
 from ddpm.metrics import score, split_test
-from benchmarks.peer import PeerTrainer, sample_peer
-from ddpm.samplers import image_generators, sample
 from ddpm.recipe import TrainingData, build_run
+from ddpm.report import table_markdown
+from ddpm.samplers import sample_seeded
 from ddpm.unet import UNet
 
 RAW, JUDGE = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt")
@@ -150,9 +151,8 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
         model.load_state_dict(snap["weights"]["ema"])
         net, guidance = guided(model.eval(), bad, snap["weights"]["guide"], sp["autoguidance"])
         t0 = time.perf_counter()
-        images = torch.cat([sample(diffusion, net, min(250, n - lo), (1, 28, 28), sampler=sp["sampler"],
-                                   steps=sp["steps"], eta=sp["eta"], generator=image_generators(seed, range(lo, min(n, lo + 250)), "cpu"))
-                            for lo in range(0, n, 250)])
+        images = sample_seeded(diffusion, net, range(n), (1, 28, 28), seed, 250, "cpu", sampler=sp["sampler"],
+                               steps=sp["steps"], eta=sp["eta"])
         rows.append({"recipe": f"ours ({label})", "sampler": f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}{guidance}",
                      "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
                      **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
@@ -171,14 +171,15 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
 
 def markdown(result: dict[str, Any], header: str) -> str:
     f = result["floor"]
-    lines = [header, "", f"N = {result['n']} samples per row, each against the same reference; real digits (the floor): "
-             f"fid_clf {f['fid_clf']:.2f}, recognizable {f['recognizable']:.3f}, coverage {f['coverage']:.3f}.", "",
-             "| recipe | sampler | minutes | steps | images seen | fid_clf | × floor | recognizable | coverage | sampling s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['recipe']} | {r['sampler']} | {r['minutes']:g} | {r['steps']} | {r['images']} | {r['fid_clf']:.2f} | "
-              f"{r['fid_ratio']:.2f} | {r['recognizable']:.3f} | {r['coverage']:.3f} | {r['sample_seconds']:.0f} |"
-              for r in result["rows"]]
-    return "\n".join(lines) + "\n"
+    rows = [{"recipe": r["recipe"], "sampler": r["sampler"], "minutes": r["minutes"], "steps": r["steps"],
+             "images seen": r["images"], "fid_clf": r["fid_clf"], "× floor": r["fid_ratio"],
+             "recognizable": r["recognizable"], "coverage": r["coverage"], "sampling s": r["sample_seconds"]}
+            for r in result["rows"]]
+    formats = {"minutes": "g", "fid_clf": ".2f", "× floor": ".2f", "recognizable": ".3f", "coverage": ".3f",
+               "sampling s": ".0f"}
+    return "\n".join([header, "", f"N = {result['n']} samples per row, each against the same reference; real digits "
+                      f"(the floor): fid_clf {f['fid_clf']:.2f}, recognizable {f['recognizable']:.3f}, coverage "
+                      f"{f['coverage']:.3f}.", "", table_markdown(rows, formats, left=2)]) + "\n"
 
 
 def write(result: dict[str, Any], header: str, out: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpm.samplers import image_generators
+from ddpm.samplers import image_generators, randn
 
 RECIPE = {"batch_size": 16, "lr": 1e-4, "betas": (0.95, 0.999), "weight_decay": 1e-6, "eps": 1e-8, "warmup_steps": 500,
           "grad_clip": 1.0, "ema_inv_gamma": 1.0, "ema_power": 0.75, "ema_max_decay": 0.9999}
@@ -116,7 +116,8 @@ def sample_peer(model: DiffusersUNet, train_scheduler: Any, sampler: str, steps:
     for lo in range(0, n, batch_size):
         scheduler = schedulers[sampler].from_config(train_scheduler.config)
         scheduler.set_timesteps(steps)
-        x = torch.stack([torch.randn(shape, generator=g) for g in image_generators(seed, range(lo, min(n, lo + batch_size)), "cpu")])
+        indices = range(lo, min(n, lo + batch_size))
+        x = randn((len(indices), *shape), image_generators(seed, indices, "cpu"), "cpu")
         for t in scheduler.timesteps:
             x = scheduler.step(model(x, t.expand(len(x))), t, x).prev_sample
         out.append(x.clamp(-1, 1))

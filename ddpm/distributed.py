@@ -17,7 +17,7 @@ import torch.distributed as dist
 from .device import pick_device
 from .diffusion import Diffusion
 from .guidance import ClassifierFreeGuidance
-from .samplers import image_generators, sample
+from .samplers import sample_seeded
 
 
 class DistributedError(RuntimeError):
@@ -132,7 +132,6 @@ def sample_sharded(diffusion: Diffusion, model: torch.nn.Module, n: int, shape: 
     """
     def draw(lo: int, hi: int) -> torch.Tensor:
         net = model if context is None else ClassifierFreeGuidance(model, context[lo:hi].to(device), guidance)
-        return sample(diffusion, net, hi - lo, shape, device=device, generator=image_generators(seed, range(lo, hi), device),
-                      **kwargs)
+        return sample_seeded(diffusion, net, range(lo, hi), shape, seed, hi - lo, device, **kwargs)
 
     return run_sharded(n, batch_size, world, draw, shape)

@@ -20,6 +20,15 @@ from .io import atomic_path  # noqa: E402
 sns.set_theme(style="whitegrid", context="notebook")
 
 
+Figures = dict[str, tuple[plt.Figure, dict[str, Any]]]  # file name → (figure, savefig's options)
+
+
+def save_figures(figures: Figures, folder: Path) -> None:
+    """Each figure to folder/<name> (save_figure)."""
+    for name, (fig, options) in figures.items():
+        save_figure(fig, folder / name, **options)
+
+
 def save_figure(fig: plt.Figure, path: str | Path, **kwargs: Any) -> None:
     """Save a figure atomically (the format from the path's suffix), then close it: matplotlib keeps every figure
     open otherwise, and a stage draws many."""
@@ -29,6 +38,7 @@ def save_figure(fig: plt.Figure, path: str | Path, **kwargs: Any) -> None:
             fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
     finally:
         plt.close(fig)
+
 
 def loss_curve_figure(per_step: pd.DataFrame, per_epoch: pd.DataFrame, steps_per_epoch: int) -> plt.Figure:
     """The training loss: every logged window and the mean of each epoch."""

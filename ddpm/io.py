@@ -103,7 +103,8 @@ def load_torch(path: str | os.PathLike, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"{path}: cannot read {what} ({type(e).__name__}: {e}); delete it and re-run dvc repro") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""  # torch's unpickling errors run to pages
+        raise ValueError(f"{path}: cannot read {what} ({type(e).__name__}: {first}); delete it and re-run dvc repro") from e
 
 
 def image_grid_pil(images: torch.Tensor, nrow: int = 4, padding: int = 2) -> Any:

@@ -11,7 +11,7 @@ from .device import with_autocast
 from .diffusion import Diffusion
 from .judge import Judge, judge_images
 from .metrics import fid_clf, score
-from .samplers import image_generators, sample
+from .samplers import sample_seeded
 from .train import Callback, TrainLoop, headline
 
 
@@ -30,8 +30,8 @@ class QualityProbe(Callback):
 
     def __call__(self, ema: nn.Module) -> dict[str, float]:
         device = next(ema.parameters()).device
-        x = sample(self.diffusion, with_autocast(ema, self.autocast), self.n, self.shape, device=device,
-                   generator=image_generators(self.seed, range(self.n), device), **self.sampling)
+        x = sample_seeded(self.diffusion, with_autocast(ema, self.autocast), range(self.n), self.shape, self.seed,
+                          self.n, device, **self.sampling)
         out = judge_images(self.judge, x)
         figures = score(out.probs, out.features, self.reference)
         return {**figures, "fid_ratio": figures["fid_clf"] / self.floor}

@@ -16,9 +16,10 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 from ruamel.yaml import YAML
 
 from .completion import best_rows
+from .figures import Figures
 from .figures import (clip_sweep_figure, guidance_grid_figure, histogram_figure, image_grid_figure, loss_curve_figure,
-                      monitor_figure, overview_figure, per_class_figure, quality_vs_minutes_figure, save_figure)
-from .io import NUMBER, Shape, save_text
+                      monitor_figure, overview_figure, per_class_figure, quality_vs_minutes_figure)
+from .io import NUMBER, Shape
 from .metrics import MAX_COVERAGE
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -29,11 +30,12 @@ def fmt(value: Any, spec: str = "") -> str:
     return value if isinstance(value, str) else ("–" if value is None else format(value, spec))
 
 
-def table_markdown(rows: Sequence[dict[str, Any]], formats: dict[str, str] | None = None) -> str:
-    """A list of dicts as a Markdown table (column order from the first row)."""
+def table_markdown(rows: Sequence[dict[str, Any]], formats: dict[str, str] | None = None, left: int = 0) -> str:
+    """A list of dicts as a Markdown table (column order from the first row; the first `left` columns, e.g. names,
+    aligned left, the rest right); formats: a format spec per column ("–" for None, strings as they are)."""
     formats = formats or {}
     cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---:|" * len(cols)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * left + "---:|" * (len(cols) - left)]
     lines += ["| " + " | ".join(fmt(r[c], formats.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -60,12 +62,6 @@ def markdown_to_html(md: str, title: str) -> str:
     parser = MarkdownIt("commonmark", {"html": False}).enable("table").use(
         dollarmath_plugin, renderer=_math, allow_space=True, allow_digits=True, double_inline=True)
     return render("page.html.j2", title=html.escape(title), body=parser.render(md))
-
-
-def write_report(md: str, md_path: Path, html_path: Path, title: str) -> None:
-    """The Markdown report and its HTML twin (the same content)."""
-    save_text(md, md_path)
-    save_text(markdown_to_html(md, title), html_path)
 
 
 def read_live_metric(plots_dir: Path, name: str) -> pd.DataFrame:
@@ -100,30 +96,33 @@ INPUT_SHAPES: dict[str, Shape] = {  # what the report reads of each stage's outp
 }
 
 
-def mnist_figures(data: dict[str, Any], live_dir: Path, monitors: list[Path], batch_size: int, out: Path) -> None:
-    """The report's own figures, from what the stages measured (`data`: the report stage's inputs), into `out`."""
+def mnist_figures(data: dict[str, Any], live_dir: Path, monitors: list[Path], batch_size: int) -> Figures:
+    """The report's own figures, from what the stages measured (`data`: the report stage's inputs), by file name."""
     n_train = _images_per_epoch(data["history"])
-    save_figure(loss_curve_figure(read_live_metric(live_dir, "train/loss"), read_live_metric(live_dir, "epoch/loss"),
-                                  math.ceil(n_train / batch_size)), out / "loss.png", dpi=130)
     grid = data["grid"][:16]
-    save_figure(image_grid_figure(grid, 4, f"16 samples ({data['info']['sampler']}, EMA weights)"), out / "samples16.png",
-                dpi=130)
     conf, label = data["judged"]["grid"].max(dim=1)
     captions = [f"{int(d)} ({c:.2f})" for d, c in zip(label[:16], conf[:16])]
-    save_figure(image_grid_figure(grid, 4, "The 16 samples: judge's label (confidence)", captions),
-                out / "samples16_judged.png", dpi=130)
-    save_figure(histogram_figure(data["evaluation"]["model"]["class_histogram"]), out / "histogram.png", dpi=130)
-    save_figure(per_class_figure(data["samples"], data["judged"]["model"]), out / "per_class.png", dpi=110)
+    c = data["completions"]
+    out: Figures = {
+        "loss.png": (loss_curve_figure(read_live_metric(live_dir, "train/loss"), read_live_metric(live_dir, "epoch/loss"),
+                                       math.ceil(n_train / batch_size)), {"dpi": 130}),
+        "samples16.png": (image_grid_figure(grid, 4, f"16 samples ({data['info']['sampler']}, EMA weights)"),
+                          {"dpi": 130}),
+        "samples16_judged.png": (image_grid_figure(grid, 4, "The 16 samples: judge's label (confidence)", captions),
+                                 {"dpi": 130}),
+        "histogram.png": (histogram_figure(data["evaluation"]["model"]["class_histogram"]), {"dpi": 130}),
+        "per_class.png": (per_class_figure(data["samples"], data["judged"]["model"]), {"dpi": 110}),
+    }
     if monitors:
-        save_figure(monitor_figure(monitors), out / "monitor.png", dpi=110)
+        out["monitor.png"] = (monitor_figure(monitors), {"dpi": 110})
     quality = training_quality(live_dir)
     if quality is not None:
-        save_figure(quality_vs_minutes_figure({"this run (EMA weights)": quality},
-                                              data["evaluation"]["floor_real_test"]["recognizable"]),
-                    out / "quality.png", dpi=120)
-    c = data["completions"]
-    save_figure(overview_figure(grid, c["visible"], c["masks"], c["completions"]), out / "overview.png", dpi=80,
-                bbox_inches="tight")
+        out["quality.png"] = (quality_vs_minutes_figure({"this run (EMA weights)": quality},
+                                                        data["evaluation"]["floor_real_test"]["recognizable"]),
+                              {"dpi": 120})
+    out["overview.png"] = (overview_figure(grid, c["visible"], c["masks"], c["completions"]),
+                           {"dpi": 80, "bbox_inches": "tight"})
+    return out
 
 
 def mnist_context(data: dict[str, Any], p: dict[str, dict[str, Any]], posterior: list[dict[str, float]],
@@ -202,28 +201,33 @@ CELEBA_TABLE: Shape = {"guidance": (int, float, str), "clip_score": NUMBER, "div
 
 
 def celeba_report(table: list[dict[str, Any]], samples: dict[str, Any], history: list[dict[str, float]],
-                  live_dir: Path, monitors: list[Path], p: dict[str, dict[str, Any]], fig: Path) -> tuple[str, dict[str, Any]]:
-    """The CelebA page's figures (into `fig`, which the page links as celeba/) and its Markdown; and the headline
-    (the best guidance scale by CLIP score)."""
+                  live_dir: Path, monitors: list[Path], p: dict[str, dict[str, Any]]
+                  ) -> tuple[str, dict[str, Any], Figures]:
+    """The CelebA page's Markdown, its headline (the best guidance scale by CLIP score) and its figures by file name
+    (the page links them as celeba/<name>)."""
     sp = p["sweep_celeba"]
     n_train = _images_per_epoch(history)
-    save_figure(loss_curve_figure(read_live_metric(live_dir, "train/loss"), read_live_metric(live_dir, "epoch/loss"),
-                                  math.ceil(n_train / p["train_celeba"]["batch_size"])), fig / "loss.png", dpi=130)
     scaled = [r for r in table if r["guidance"] != "uncond"]
-    save_figure(clip_sweep_figure(table), fig / "sweep.png", dpi=130)
     by_scale = {str(r["guidance"]): samples["samples"][str(r["guidance"])] for r in scaled}
-    save_figure(guidance_grid_figure(sp["prompts"], {w: s[:, 0] for w, s in by_scale.items()}), fig / "grid.png", dpi=120)
     best = max(scaled, key=lambda r: r["clip_score"])
-    save_figure(image_grid_figure(by_scale[str(best["guidance"])].flatten(0, 1), sp["n_per_prompt"],
-                                  f"Prompted faces at w = {best['guidance']:g} (a row per prompt)"), fig / "prompted.png", dpi=120)
-    save_figure(image_grid_figure(samples["samples"]["uncond"].flatten(0, 1), 8, "Unconditional faces"),
-                fig / "unconditional.png", dpi=120)
+    fig: Figures = {
+        "loss.png": (loss_curve_figure(read_live_metric(live_dir, "train/loss"), read_live_metric(live_dir, "epoch/loss"),
+                                       math.ceil(n_train / p["train_celeba"]["batch_size"])), {"dpi": 130}),
+        "sweep.png": (clip_sweep_figure(table), {"dpi": 130}),
+        "grid.png": (guidance_grid_figure(sp["prompts"], {w: s[:, 0] for w, s in by_scale.items()}), {"dpi": 120}),
+        "prompted.png": (image_grid_figure(by_scale[str(best["guidance"])].flatten(0, 1), sp["n_per_prompt"],
+                                           f"Prompted faces at w = {best['guidance']:g} (a row per prompt)"),
+                         {"dpi": 120}),
+        "unconditional.png": (image_grid_figure(samples["samples"]["uncond"].flatten(0, 1), 8, "Unconditional faces"),
+                              {"dpi": 120}),
+    }
     if monitors:
-        save_figure(monitor_figure(monitors), fig / "monitor.png", dpi=110)
+        fig["monitor.png"] = (monitor_figure(monitors), {"dpi": 110})
     md = render("celeba.md.j2", clip=p["clip"], p_uncond=p["train_celeba"]["p_uncond"], history=history, n_train=n_train,
                 batch_size=p["train_celeba"]["batch_size"], minutes=sum(h["seconds"] for h in history) / 60,
                 device=table[0]["device"], loss_png="celeba/loss.png", monitors=monitors,
                 epochs=[{k: h[k] for k in ("epoch", "step", "loss", "seconds", "images_per_s")} for h in history],
                 rows=[{"guidance w": str(r["guidance"]), **{k: r[k] for k in ("clip_score", "diversity", "n", "seconds")}}
                       for r in table])
-    return md, {"best_guidance": best["guidance"], "best_clip_score": best["clip_score"], "clip_score_uncond": table[-1]["clip_score"]}
+    return md, {"best_guidance": best["guidance"], "best_clip_score": best["clip_score"],
+                "clip_score_uncond": next(r["clip_score"] for r in table if r["guidance"] == "uncond")}, fig

@@ -172,5 +172,13 @@ def sample_batched(d: Diffusion, model: NoisePredictor, n: int, shape: tuple[int
     return torch.cat(out) if out else torch.empty(0, *shape)
 
 
+def sample_seeded(d: Diffusion, model: NoisePredictor, indices: range, shape: tuple[int, ...], seed: int,
+                  batch_size: int, device: torch.device | str, **kwargs: Any) -> torch.Tensor:
+    """The images `indices` of a seeded set, batch_size at a time, gathered on the CPU: image i's noise comes from
+    its own generator (seed, i), so any batching, any sharding over processes, gives the same images."""
+    return sample_batched(d, model, len(indices), shape, batch_size, generator=image_generators(seed, indices, device),
+                          device=device, **kwargs)
+
+
 def _parameters(model: NoisePredictor) -> Iterator[torch.Tensor]:
     return model.parameters() if isinstance(model, torch.nn.Module) else iter(())

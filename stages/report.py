@@ -5,8 +5,9 @@ from ddpm import params
 from ddpm.checkpoint import load_checkpoint
 from ddpm.checks import posterior_table
 from ddpm.diffusion import Diffusion
-from ddpm.io import load_torch, read_json, save_json
-from ddpm.report import INPUT_SHAPES, headline, mnist_context, mnist_figures, render, write_report
+from ddpm.figures import save_figures
+from ddpm.io import load_torch, read_json, save_json, save_text
+from ddpm.report import INPUT_SHAPES, headline, markdown_to_html, mnist_context, mnist_figures, render
 from ddpm.stage import run_stage
 
 INPUTS = {  # what the report reads: (path, what it is)
@@ -34,10 +35,11 @@ def main() -> None:
     data["judged"] = load_torch(JUDGED, "judged samples")
     data["completions"] = load_torch(COMPLETIONS, "completion figure")
     monitors = sorted(MONITORS.glob("epoch_*.png"))
-    mnist_figures(data, LIVE, monitors, p["train_mnist"]["batch_size"], FIGURES)
+    save_figures(mnist_figures(data, LIVE, monitors, p["train_mnist"]["batch_size"]), FIGURES)
     posterior = posterior_table(Diffusion.from_params(p["diffusion"]), p["report"]["posterior_check_t"])
     md = render("report.md.j2", **mnist_context(data, p, posterior, monitors, LIVE))
-    write_report(md, MD, HTML, "DDPM on MNIST")
+    save_text(md, MD)
+    save_text(markdown_to_html(md, "DDPM on MNIST"), HTML)
     save_json(headline(data), METRICS)
     print(f"report: {HTML} and {MD}")
 

@@ -12,8 +12,6 @@ import yaml
 from PIL import Image
 
 from ddpm.celeba import caption, preprocess, read_clip_data, verify_layout, write_clip_data
-from ddpm.context import ClipEncoder, register_config
-from ddpm.metrics import clip_score, embedding_diversity
 from ddpm.data import DataError
 from ddpm.params import read_yaml
 from tests.conftest import stage_env
@@ -80,23 +78,6 @@ def test_clip_data_csv_errors_name_the_rows(tmp_path):
     df.drop(columns="image").to_csv(tmp_path / "noimage.csv", index=False)
     with pytest.raises(DataError, match="no 'image' column"):
         read_clip_data(tmp_path / "noimage.csv")
-
-
-def test_tiny_clip_encoder():
-    name = register_config(TINY_CLIP)
-    with pytest.warns(UserWarning, match="random weights"):
-        enc = ClipEncoder(name, "none")
-    img = enc.encode_images(torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8))
-    txt = enc.encode_texts(["a photo of a man", "a photo of a woman", "x", "y"])
-    assert img.shape == txt.shape == (4, 32)
-    assert torch.allclose(img.norm(dim=1), torch.ones(4)) and clip_score(img, img).allclose(torch.ones(4))
-    assert embedding_diversity(torch.nn.functional.normalize(torch.ones(3, 32), dim=1)) == pytest.approx(0.0, abs=1e-6)
-    with pytest.warns(UserWarning, match="truncated to CLIP's 77"):
-        enc.encode_texts(["a very long prompt " * 30])
-    with pytest.raises(ValueError, match="prompts: the list is empty"):
-        enc.encode_texts([])
-    with pytest.raises(DataError, match="clip.pretrained = '/nonexistent/w.bin': no such file"):
-        ClipEncoder(name, "/nonexistent/w.bin")
 
 
 def test_celeba_pipeline_runs_end_to_end_on_fixtures(tmp_path):

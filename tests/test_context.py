@@ -1,16 +1,25 @@
-"""Context encoders: digit prompts and labels (ddpm/context.py); CLIP has its tests in test_celeba.py."""
+"""ddpm/context.py: the CLIP encoder (a tiny random one offline) and its embeddings."""
 import pytest
 import torch
 
-from ddpm.labels import digit_context, parse_digit_prompt
+from ddpm.context import ClipEncoder, register_config
+from ddpm.io import DataError
+from ddpm.metrics import clip_score, embedding_diversity
+from tests.test_celeba import TINY_CLIP
 
 
-def test_prompts_name_one_digit():
-    assert [parse_digit_prompt(p) for p in ["a handwritten 7", "3", "nine"]] == [7, 3, 9]
-    assert torch.equal(digit_context([7, 3]).argmax(1), torch.tensor([7, 3]))
-
-
-@pytest.mark.parametrize("bad", ["", "a handwritten 12", "3 or 4", "a cat"])
-def test_bad_prompts_are_named(bad):
-    with pytest.raises(ValueError, match="prompt"):
-        parse_digit_prompt(bad)
+def test_tiny_clip_encoder():
+    name = register_config(TINY_CLIP)
+    with pytest.warns(UserWarning, match="random weights"):
+        enc = ClipEncoder(name, "none")
+    img = enc.encode_images(torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8))
+    txt = enc.encode_texts(["a photo of a man", "a photo of a woman", "x", "y"])
+    assert img.shape == txt.shape == (4, 32)
+    assert torch.allclose(img.norm(dim=1), torch.ones(4)) and clip_score(img, img).allclose(torch.ones(4))
+    assert embedding_diversity(torch.nn.functional.normalize(torch.ones(3, 32), dim=1)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.warns(UserWarning, match="truncated to CLIP's 77"):
+        enc.encode_texts(["a very long prompt " * 30])
+    with pytest.raises(ValueError, match="prompts: the list is empty"):
+        enc.encode_texts([])
+    with pytest.raises(DataError, match="clip.pretrained = '/nonexistent/w.bin': no such file"):
+        ClipEncoder(name, "/nonexistent/w.bin")

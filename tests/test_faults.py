@@ -12,18 +12,16 @@ import pytest
 import torch
 
 from ddpm import Diffusion, linear_betas, sample
-from ddpm.checkpoint import check_diffusion, load_checkpoint, previous_path, save_checkpoint
+from ddpm.checkpoint import check_diffusion, save_checkpoint
 from ddpm.pretrained import load_unet, save_pretrained
 from ddpm.context import _saved_chunk
 from ddpm.data import DataError, download_mnist, load_mnist
-from ddpm.device import check_training_memory, native_bf16
+from ddpm.device import check_training_memory
 from ddpm.io import NUMBER, read_json, save_json, save_text
 from ddpm.metrics import fid_clf
 from ddpm.params import ParamError, read_yaml, validate
-from ddpm.checkpoint import fingerprint
 from ddpm.unet import UNet
 from tests.conftest import tiny_unet, write_yaml
-from tests.test_train import make_trainer, resume
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_yaml(ROOT / "params.yaml")
@@ -31,30 +29,6 @@ SECTIONS = [name for name in PARAMS if name != "profile"]
 
 
 # -- work that is lost -------------------------------------------------------------------------------------------
-def test_amp_auto_and_off_are_the_same_settings_where_bf16_is_not_native():
-    auto_dtype = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
-    a = fingerprint({"recipe": {"lr": 1e-3, "amp": str(auto_dtype)}})
-    off = fingerprint({"recipe": {"lr": 1e-3, "amp": str(None)}})
-    assert (a == off) == (auto_dtype is None)
-
-
-def test_a_checkpoint_from_before_a_key_existed_resumes_at_its_old_behaviour(tmp_path):
-    ckpt = tmp_path / "checkpoint.pt"
-    make_trainer(ckpt, 1, fingerprint=fingerprint({"model": {"channels": 8}})).fit()  # 0.3: no model.conditioning
-    later = make_trainer(ckpt, 2, fingerprint=fingerprint({"model": {"channels": 8, "conditioning": "add"}}))
-    assert resume(later) and later.epoch == 1  # "add" is what 0.3 did: the finished epoch is kept
-    other = make_trainer(ckpt, 2, fingerprint=fingerprint({"model": {"channels": 8, "conditioning": "scale_shift"}}))
-    assert not resume(other)  # another architecture: not resumed
-
-
-def test_a_damaged_latest_checkpoint_never_replaces_the_good_previous_one(tmp_path):
-    ckpt = tmp_path / "checkpoint.pt"
-    make_trainer(ckpt, 2).fit()
-    ckpt.write_bytes(ckpt.read_bytes()[:3000])  # truncated: training falls back to .prev (epoch 1)
-    resumed = make_trainer(ckpt, 2)
-    assert resume(resumed) and resumed.epoch == 1
-    resumed.fit()  # one save (epoch 2): the truncated file must not have become .prev; the good epoch 1 stays
-    assert load_checkpoint(ckpt)["epoch"] == 2 and load_checkpoint(previous_path(ckpt))["epoch"] == 1
 
 
 def test_a_damaged_source_does_not_overwrite_good_mnist_files(tmp_path, mnist_dir):

@@ -231,18 +231,3 @@ def test_autoguidance_extrapolates_away_from_the_bad_model():
         assert torch.equal(AutoGuidance(good, Unusable(), 0.0)(x, t), good(x, t))
     with pytest.raises(ValueError, match="autoguidance"):
         AutoGuidance(good, bad, -1.0)
-
-
-def test_the_curve_samples_ours_as_the_sample_stage_does():
-    """benchmarks.curve: a snapshot is autoguided by its early weights when sample.autoguidance > 0, plain before
-    train_mnist.guide_step has passed (no early weights yet) or at w = 0; the sampler label says which."""
-    from benchmarks.curve import guided
-    good, early = randomize(tiny_unet()), randomize(tiny_unet())
-    bad = tiny_unet()
-    x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 90])
-    net, label = guided(good, bad, early.state_dict(), 1.5)
-    with torch.no_grad():
-        assert torch.allclose(net(x, t), 2.5 * good(x, t) - 1.5 * early(x, t), atol=1e-5)
-    assert label == ", autoguidance w = 1.5"
-    assert guided(good, Unusable(), None, 1.5) == (good, "")
-    assert guided(good, Unusable(), early.state_dict(), 0.0) == (good, "")

@@ -13,10 +13,10 @@ import torch
 
 from ddpm import Diffusion, linear_betas
 from ddpm import complete_image, sample_batched
-from ddpm.checkpoint import CheckpointError, load_checkpoint, previous_path, save_checkpoint
+from ddpm.checkpoint import load_checkpoint, previous_path
 from ddpm.completion import half_mask
 from tests.conftest import randomize, tiny_unet
-from tests.test_train import make_trainer, resume
+from tests.test_train import make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "tests" / "scripts" / "train_tiny.py"
@@ -73,36 +73,6 @@ def test_sigkill_at_random_points_then_resume_ends_with_the_same_state(tmp_path)
     assert kills >= 5, f"only {kills} kills landed before the run finished"
     print(f"{kills} SIGKILLs, {cycles} starts")
     assert_same(comparable(load_checkpoint(tmp_path / "straight.pt")), comparable(load_checkpoint(killed)))
-
-
-def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumes(tmp_path):
-    ckpt = tmp_path / "checkpoint.pt"
-    make_trainer(ckpt, 2).fit()  # two saves: checkpoint.pt (epoch 2) and checkpoint.prev.pt (epoch 1)
-    assert load_checkpoint(ckpt)["epoch"] == 2 and load_checkpoint(previous_path(ckpt))["epoch"] == 1
-
-    record = torch.load(ckpt, weights_only=True)
-    record["payload"][100] ^= 1
-    torch.save(record, ckpt)  # one bit flipped, sha256 kept
-    with pytest.raises(CheckpointError, match="fails its sha256 check"):
-        load_checkpoint(ckpt)
-    resumed = make_trainer(ckpt, 3)
-    assert resume(resumed) and resumed.epoch == 1  # fell back to the previous checkpoint
-
-    ckpt.write_bytes(previous_path(ckpt).read_bytes()[:5000])  # truncated
-    with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
-        load_checkpoint(ckpt)
-    previous_path(ckpt).unlink()
-    with pytest.raises(CheckpointError, match="truncated"):  # nothing to fall back to: stop, do not overwrite
-        resume(make_trainer(ckpt, 3))
-
-    save_checkpoint({"epoch": 0}, ckpt)
-    record = torch.load(ckpt, weights_only=True)
-    torch.save(dict(record, version=1), ckpt)
-    with pytest.raises(CheckpointError, match="format version 1; this code reads version 2"):
-        load_checkpoint(ckpt)
-    torch.save({"model": {}}, ckpt)
-    with pytest.raises(CheckpointError, match="not a ddpm-checkpoint file"):
-        load_checkpoint(ckpt)
 
 
 def test_a_full_disk_stops_before_writing_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):

@@ -191,3 +191,30 @@ def test_the_derived_code_deps_agree_with_pythons_modulefinder():
                                                                 for x in stage["deps"])}
             declared = {d for d in declared if d.startswith(("ddpm/", "stages/"))}
             assert declared == found, f"{file}: {name}: declared − found {declared - found}, found − declared {found - declared}"
+
+
+# The package's layers, bottom first (docs/pipeline.md draws them): a module imports from its own layer or below.
+LAYERS = {
+    "foundations": {"io", "modelfolder", "device", "schedule", "metrics", "completion", "labels", "validators",
+                    "dvccache"},
+    "math": {"diffusion", "unet", "checks"},
+    "sampling": {"samplers", "guidance", "distributed"},
+    "training and data": {"train", "checkpoint", "data", "celeba", "context", "judge"},
+    "around training": {"callbacks", "probe", "evaluation", "figures", "report", "pretrained"},
+    "products": {"recipe", "export", "diffusers_unet", "cli"},
+    "pipeline": {"schema", "topology", "params", "stage", "launch", "pipeline"},
+}
+LEVEL = {module: i for i, modules in enumerate(LAYERS.values()) for module in modules}
+
+
+def test_every_module_has_a_layer_and_a_test_file_named_after_it():
+    modules = {p.stem for p in MODULES} - {"__init__"}
+    assert modules == set(LEVEL), f"no layer: {modules - set(LEVEL)}; gone: {set(LEVEL) - modules}"
+    untested = sorted(m for m in modules if not (ROOT / "tests" / f"test_{m}.py").exists())
+    assert not untested, f"tests mirror the package: no tests/test_<module>.py for {untested}"
+
+
+def test_no_import_goes_up_a_layer():
+    upward = sorted((p.stem, q.stem) for p in MODULES if p.stem in LEVEL
+                    for q in imported_modules(p, ROOT) if q.stem in LEVEL and LEVEL[q.stem] > LEVEL[p.stem])
+    assert not upward, "imports up a layer (importer, imported): " + ", ".join(f"{a} → {b}" for a, b in upward)

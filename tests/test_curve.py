@@ -1,11 +1,14 @@
-"""A recipe trial on the quality-against-minutes curve: `python -m benchmarks.bench --quality-vs-time --no-peer --set …`
-changes ours' settings on top of the CPU profile, validated like params.yaml, and writes to a folder of its own."""
-
+"""benchmarks/curve.py: a recipe trial on the quality-against-minutes curve (`python -m benchmarks.bench
+--quality-vs-time --no-peer --set …` changes ours' settings on top of the CPU profile, validated like params.yaml, and
+writes to a folder of its own), and how a snapshot is sampled."""
 import pytest
+import torch
 
 from benchmarks.bench import load_config, parse_sets
 from benchmarks.curve import trial_name
 from ddpm.params import ParamError
+from tests.conftest import randomize, tiny_unet
+from tests.test_guidance import Unusable
 
 SECTIONS = ["runtime", "diffusion", "model", "train_mnist", "sample"]
 
@@ -41,3 +44,18 @@ def test_a_trial_gets_its_own_folder_named_by_its_settings():
 def test_an_unknown_profile_is_refused_in_one_line():
     with pytest.raises(ParamError, match=r"^params.yaml: profile = 'typo': must be one of gpu, cpu"):
         load_config("typo", sections=SECTIONS)
+
+
+def test_the_curve_samples_ours_as_the_sample_stage_does():
+    """benchmarks.curve: a snapshot is autoguided by its early weights when sample.autoguidance > 0, plain before
+    train_mnist.guide_step has passed (no early weights yet) or at w = 0; the sampler label says which."""
+    from benchmarks.curve import guided
+    good, early = randomize(tiny_unet()), randomize(tiny_unet())
+    bad = tiny_unet()
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 90])
+    net, label = guided(good, bad, early.state_dict(), 1.5)
+    with torch.no_grad():
+        assert torch.allclose(net(x, t), 2.5 * good(x, t) - 1.5 * early(x, t), atol=1e-5)
+    assert label == ", autoguidance w = 1.5"
+    assert guided(good, Unusable(), None, 1.5) == (good, "")
+    assert guided(good, Unusable(), early.state_dict(), 0.0) == (good, "")
