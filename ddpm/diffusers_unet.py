@@ -21,12 +21,13 @@ class DDPMUNet(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, in_channels: int = 1, channels: int = 64, channel_mults: Sequence[int] = (1, 2, 2),
                  num_res_blocks: int = 2, attention_levels: Sequence[int] = (2,), heads: int = 4, dropout: float = 0.1,
-                 groups: int = 32, num_timesteps: int = 1000, context_dim: int = 0, out_channels: int | None = None,
-                 patch_size: int = 1, conditioning: str = "add", sample_size: int = 28) -> None:
+                 groups: int = 32, T: int = 1000, context_dim: int = 0, out_channels: int | None = None,
+                 patch_size: int = 1, conditioning: str = "add", sample_size: int = 28,
+                 num_timesteps: int | None = None) -> None:  # num_timesteps: T in exports of 0.7
         super().__init__()
         self.unet = UNet(in_channels=in_channels, channels=channels, channel_mults=tuple(channel_mults),
                          num_res_blocks=num_res_blocks, attention_levels=tuple(attention_levels), heads=heads,
-                         dropout=dropout, groups=groups, num_timesteps=num_timesteps, context_dim=context_dim,
+                         dropout=dropout, groups=groups, T=num_timesteps or T, context_dim=context_dim,
                          out_channels=out_channels, patch_size=patch_size, conditioning=conditioning)
 
     def forward(self, sample: torch.Tensor, timestep: Any, context: torch.Tensor | None = None,

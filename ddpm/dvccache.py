@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 
 def cache_dir(root: Path = Path(".")) -> Path:
@@ -32,7 +33,7 @@ def cached_output_file(stage: str, output: str, name: str, project: Path = Path(
         objects = cache_dir(project) / "files" / "md5"
         listing = json.loads((objects / folder_md5[:2] / folder_md5[2:]).read_text())
         md5 = next(entry["md5"] for entry in listing if entry["relpath"] == name)
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+    except (OSError, ValueError, KeyError, TypeError, StopIteration, YAMLError):  # no usable record: start afresh
         return None
     path = objects / md5[:2] / md5[2:]
     return path if path.exists() else None

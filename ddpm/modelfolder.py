@@ -50,6 +50,8 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     for section in SECTIONS:
         if not isinstance(config.get(section), dict):
             raise ModelFolderError(f"{path}: no '{section}' section; the folder is damaged: re-run the training stage")
+    if "num_timesteps" in config["unet"]:  # a folder of 0.7, which named the UNet's T so
+        config["unet"]["T"] = config["unet"].pop("num_timesteps")
     return config
 
 

@@ -6,6 +6,7 @@ t ∈ [0, T) into the float t / (T − 1) ∈ [0, 1] before the sinusoidal embed
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -125,18 +126,22 @@ class UNet(nn.Module):
     def __init__(
         self, in_channels: int = 1, channels: int = 64, channel_mults: Sequence[int] = (1, 2, 2),
         num_res_blocks: int = 2, attention_levels: Sequence[int] = (2,), heads: int = 4,
-        dropout: float = 0.1, groups: int = 32, num_timesteps: int = 1000, context_dim: int = 0,
+        dropout: float = 0.1, groups: int = 32, T: int = 1000, context_dim: int = 0,
         out_channels: int | None = None, patch_size: int = 1, conditioning: str = "add",
+        num_timesteps: int | None = None,
     ) -> None:
         super().__init__()
-        if num_timesteps < 2:
-            raise ValueError(f"num_timesteps = {num_timesteps}: must be ≥ 2")
+        if num_timesteps is not None:  # 0.7's name of T
+            warnings.warn("UNet(num_timesteps=…) is deprecated (0.8); use T=…", DeprecationWarning, stacklevel=2)
+            T = num_timesteps
+        if T < 2:
+            raise ValueError(f"T = {T}: the number of diffusion steps must be ≥ 2")
         self.config = {  # the constructor's arguments: what config.json stores (diffusers' register_to_config)
             "in_channels": in_channels, "channels": channels, "channel_mults": list(channel_mults),
             "num_res_blocks": num_res_blocks, "attention_levels": list(attention_levels), "heads": heads,
-            "dropout": dropout, "groups": groups, "num_timesteps": num_timesteps, "context_dim": context_dim,
+            "dropout": dropout, "groups": groups, "T": T, "context_dim": context_dim,
             "out_channels": out_channels, "patch_size": patch_size, "conditioning": conditioning}
-        self.num_timesteps = num_timesteps
+        self.T = T
         self.in_channels = in_channels
         self.context_dim = context_dim
         emb_dim = 4 * channels
@@ -188,12 +193,12 @@ class UNet(nn.Module):
         nn.init.zeros_(self.head[-1].bias)
 
     @classmethod
-    def from_params(cls, p: dict[str, Any], in_channels: int, num_timesteps: int, context_dim: int = 0) -> "UNet":
+    def from_params(cls, p: dict[str, Any], in_channels: int, T: int, context_dim: int = 0) -> "UNet":
         """From a `model` params section: {channels, channel_mults, num_res_blocks, attention_levels, heads, dropout,
         groups, patch_size, conditioning}."""
         return cls(in_channels=in_channels, channels=p["channels"], channel_mults=tuple(p["channel_mults"]),
                    num_res_blocks=p["num_res_blocks"], attention_levels=tuple(p["attention_levels"]), heads=p["heads"],
-                   dropout=p["dropout"], groups=p["groups"], num_timesteps=num_timesteps, context_dim=context_dim,
+                   dropout=p["dropout"], groups=p["groups"], T=T, context_dim=context_dim,
                    patch_size=p["patch_size"], conditioning=p.get("conditioning", "add"))
 
     @classmethod
@@ -211,7 +216,7 @@ class UNet(nn.Module):
         """The integer t ∈ [0, T) as the float t / (T − 1) ∈ [0, 1]."""
         if t.dtype.is_floating_point:
             raise TypeError("t: the UNet takes integer timesteps in [0, T), got a float tensor")
-        return t.float() / (self.num_timesteps - 1)
+        return t.float() / (self.T - 1)
 
     def embed(self, t: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """The per-image conditioning vector: MLP(sinusoid(t / (T−1))) [+ MLP(context)]."""

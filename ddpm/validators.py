@@ -19,8 +19,9 @@ def integer(lo: int | None = None, hi: int | None = None) -> Check:
     def check(key: str, v: Any) -> int:
         if isinstance(v, float) and _finite_number(v) and v.is_integer():
             v = int(v)  # YAML 1.2 reads 1e3 as a float
-        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise ParamError(f"params.yaml: {key} = {v!r}: must be an integer {_range(lo, hi)}")
+        if (isinstance(v, bool) or not isinstance(v, int) or not _finite_number(v) or (lo is not None and v < lo)
+                or (hi is not None and v > hi)):  # 10**400 is an int no tensor or loop can use
+            raise ParamError(f"params.yaml: {key} = {v!r:.40}: must be an integer {_range(lo, hi)}")
         return v
     return check
 

@@ -16,7 +16,7 @@ from ddpm.data import download_mnist
 
 def tiny_unet(T: int = 100, **kw) -> UNet:
     cfg = dict(in_channels=1, channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,),
-               heads=2, groups=4, dropout=0.0, num_timesteps=T)
+               heads=2, groups=4, dropout=0.0, T=T)
     cfg.update(kw)
     return UNet(**cfg)
 

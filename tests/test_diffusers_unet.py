@@ -8,7 +8,7 @@ diffusers = pytest.importorskip("diffusers")
 from ddpm.diffusers_unet import DDPMUNet  # noqa: E402  (needs diffusers)
 
 TINY = dict(channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2, groups=4, dropout=0.0,
-            num_timesteps=100)
+            T=100)
 
 
 def test_save_and_load_keep_the_config_and_the_weights(tmp_path):
@@ -17,7 +17,7 @@ def test_save_and_load_keep_the_config_and_the_weights(tmp_path):
     randomize(model.unet)
     model.save_pretrained(str(tmp_path / "unet"))
     loaded = DDPMUNet.from_pretrained(str(tmp_path / "unet")).eval()
-    assert loaded.config.patch_size == 2 and loaded.config.sample_size == 28 and loaded.config.num_timesteps == 100
+    assert loaded.config.patch_size == 2 and loaded.config.sample_size == 28 and loaded.config.T == 100
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 70])
     with torch.no_grad():
         assert torch.equal(loaded(x, t).sample, model.eval()(x, t).sample)

@@ -118,3 +118,14 @@ def test_weights_that_do_not_fit(folder):
     (path / WEIGHTS).write_bytes((path.parent / "other" / WEIGHTS).read_bytes())
     message = refused(load_into, tiny_unet(), path, words="mixes files of different models: re-run the training stage")
     assert message.startswith(f"{path / WEIGHTS}: does not fit the network of config.json (")
+
+
+def test_a_folder_of_0_7_names_the_unets_T_num_timesteps_and_still_loads(folder):
+    from ddpm.unet import UNet
+    folder, model = folder
+    config = json.loads((folder / CONFIG).read_text())
+    config["unet"]["num_timesteps"] = config["unet"].pop("T")
+    (folder / CONFIG).write_text(json.dumps(config))
+    assert read_config(folder)["unet"]["T"] == config["unet"]["num_timesteps"]
+    loaded = UNet.from_pretrained(folder)
+    assert loaded.T == model.T and all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())

@@ -26,7 +26,7 @@ from ddpm.unet import UNet
 from ddpm.pretrained import load_pretrained, save_pretrained
 from ddpm.samplers import sample
 from ddpm.cli import main
-unet = UNet(channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2, groups=4, num_timesteps=20)
+unet = UNet(channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2, groups=4, T=20)
 diffusion = {"T": 20, "schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "prediction": "eps",
              "weighting": "none", "snr_gamma": 5.0}
 save_pretrained(sys.argv[1] + "/m", unet, diffusion, sample_shape=(1, 28, 28))

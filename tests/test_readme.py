@@ -7,7 +7,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_the_library_example_runs():
     code = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "linear_betas" in b)
-    small = {"ddpm.linear_betas(1000)": "ddpm.linear_betas(40)", "channels=64,": "channels=8, groups=4, num_timesteps=40,",
+    small = {"ddpm.linear_betas(1000)": "ddpm.linear_betas(40)", "channels=64,": "channels=8, groups=4, T=40,",
              "steps=50": "steps=4"}
     for old, new in small.items():
         assert old in code, old

@@ -9,7 +9,7 @@ from tests.conftest import randomize, tiny_unet
 def test_shapes_mnist_and_celeba():
     assert tiny_unet()(torch.randn(2, 1, 28, 28), torch.tensor([0, 99])).shape == (2, 1, 28, 28)
     m = UNet(in_channels=3, channels=8, channel_mults=(1, 2, 2, 2), num_res_blocks=1, attention_levels=(2,),
-             heads=2, groups=4, num_timesteps=1000, context_dim=16)
+             heads=2, groups=4, T=1000, context_dim=16)
     assert m(torch.randn(2, 3, 64, 64), torch.tensor([5, 999]), torch.randn(2, 16)).shape == (2, 3, 64, 64)
 
 
@@ -61,7 +61,7 @@ def test_dropout16_drops_p_and_keeps_the_mean():
 
 def test_patch_size_two_keeps_shapes_and_quarters_the_positions():
     net = UNet(in_channels=1, channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2,
-               groups=4, dropout=0.0, num_timesteps=100, patch_size=2)
+               groups=4, dropout=0.0, T=100, patch_size=2)
     x = torch.randn(3, 1, 28, 28)
     assert net(x, torch.tensor([1, 50, 99])).shape == (3, 1, 28, 28)
     assert net.stem.in_channels == 4 and net.head[-1].out_channels == 4
@@ -81,7 +81,7 @@ def test_scale_shift_conditioning_survives_groupnorm_where_adding_does_not(condi
 
 def test_a_scale_shift_unet_with_context_starts_at_zero_output_and_refuses_an_unknown_conditioning():
     net = UNet(in_channels=1, channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2,
-               groups=4, dropout=0.0, num_timesteps=100, patch_size=2, conditioning="scale_shift", context_dim=10)
+               groups=4, dropout=0.0, T=100, patch_size=2, conditioning="scale_shift", context_dim=10)
     assert net(torch.randn(2, 1, 28, 28), torch.tensor([1, 99]), torch.eye(10)[:2]).abs().max() == 0  # zero head
     with pytest.raises(ValueError, match="conditioning = 'film'"):
         UNet(in_channels=1, channels=8, conditioning="film")

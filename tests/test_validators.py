@@ -112,3 +112,9 @@ def test_library_check_turns_the_librarys_value_error_into_a_param_error():
     assert refused(prompts, []) == "params.yaml: sec.k = []: must be a non-empty list of strings"  # its check first
     assert modules_of(prompts) == ("ddpm.labels",)
     assert modules_of(integer()) == () and modules_of(text) == ()
+
+
+def test_an_integer_too_large_for_any_tensor_is_refused_in_one_short_line():
+    with pytest.raises(ParamError) as e:
+        integer(1)("judge.batch_size", 10**400)
+    assert "judge.batch_size = 1000" in str(e.value) and len(str(e.value)) < 120 and "\n" not in str(e.value)

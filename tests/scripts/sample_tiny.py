@@ -12,7 +12,7 @@ from ddpm import Diffusion, UNet, distributed, linear_betas
 world, device = distributed.init("cpu")
 torch.manual_seed(0)
 model = UNet(channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2, groups=4,
-             dropout=0.0, num_timesteps=100, context_dim=10 if "context" in sys.argv[2:] else 0).eval()
+             dropout=0.0, T=100, context_dim=10 if "context" in sys.argv[2:] else 0).eval()
 with torch.no_grad():
     for p in model.parameters():
         if p.ndim > 1 and not p.any():

@@ -19,7 +19,7 @@ world, device = distributed.init("cpu")
 data = torch.rand(70, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1  # 70: a short last batch
 torch.manual_seed(0)
 model = UNet(channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), heads=2, groups=4,
-             dropout=dropout, num_timesteps=100)
+             dropout=dropout, T=100)
 cfg = TrainConfig(epochs=epochs, batch_size=16, lr=1e-3, warmup_steps=3, ema_decay=0.9, seed=7, log_every=2)
 saver = Checkpointer(checkpoint, {"run": "tiny"}, is_main=world.is_main)
 trainer = TrainLoop(model, Diffusion(linear_betas(100)), data, cfg, world=world, saver=saver)
