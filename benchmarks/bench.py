@@ -85,7 +85,7 @@ def timed(fn: Callable[[], Any], device: torch.device, seconds: float, min_calls
     return (time.perf_counter() - start) / calls
 
 
-def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, batch: int,
+def train_variants(model_params: dict[str, Any], diffusion: Diffusion, device: torch.device, batch: int,
                    seconds: float, rounds: int, compile_: bool) -> dict[str, dict[str, float]]:
     """images/s of one training step (forward, backward, clip, Adam, EMA) per variant, median of `rounds`.
 
@@ -93,34 +93,34 @@ def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.devi
     bf16 = torch.bfloat16
     fast, tag = (bf16, "bf16") if native_bf16(device) else (None, "fp32")
     variants: dict[str, tuple[Callable[[], nn.Module], torch.dtype | None, bool]] = {
-        "ours fp32": (lambda: UNet.from_params(cfg, 1, diffusion.T), None, False),
-        f"ours {tag}, torch dropout": (lambda: with_torch_dropout(UNet.from_params(cfg, 1, diffusion.T)), fast, False),
-        "diffusers fp32": (lambda: DiffusersUNet(cfg), None, False),
+        "ours fp32": (lambda: UNet.from_params(model_params, 1, diffusion.T), None, False),
+        f"ours {tag}, torch dropout": (lambda: with_torch_dropout(UNet.from_params(model_params, 1, diffusion.T)), fast, False),
+        "diffusers fp32": (lambda: DiffusersUNet(model_params), None, False),
     }
     if fast is not None:
-        variants["ours bf16"] = (lambda: UNet.from_params(cfg, 1, diffusion.T), bf16, False)
-        variants["diffusers bf16"] = (lambda: DiffusersUNet(cfg), bf16, False)
+        variants["ours bf16"] = (lambda: UNet.from_params(model_params, 1, diffusion.T), bf16, False)
+        variants["diffusers bf16"] = (lambda: DiffusersUNet(model_params), bf16, False)
     if compile_:
-        variants[f"ours {tag}, compiled"] = (lambda: UNet.from_params(cfg, 1, diffusion.T), fast, True)
-        variants[f"diffusers {tag}, compiled"] = (lambda: DiffusersUNet(cfg), fast, True)
+        variants[f"ours {tag}, compiled"] = (lambda: UNet.from_params(model_params, 1, diffusion.T), fast, True)
+        variants[f"diffusers {tag}, compiled"] = (lambda: DiffusersUNet(model_params), fast, True)
     data = torch.rand(2 * batch, *SHAPE, device=device) * 2 - 1
     steps: dict[str, Callable[[], float]] = {}
     results: dict[str, dict[str, float]] = {}
     for name, (build, amp, compiled) in variants.items():
         torch.manual_seed(0)
         model = build().to(device)
-        trainer = TrainLoop(model, diffusion, data, TrainConfig(batch_size=batch, autocast=amp))
+        loop = TrainLoop(model, diffusion, data, TrainConfig(batch_size=batch, autocast=amp))
         if compiled:
-            trainer.net = torch.compile(trainer.net, dynamic=False)  # static: dynamic shapes broke inductor
+            loop.net = torch.compile(loop.net, dynamic=False)  # static: dynamic shapes broke inductor
         x = data[:batch]
         results[name] = {"parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
         with peak_memory(device, results[name]):
             t0 = time.perf_counter()
             for _ in range(2):  # warm-up (and compilation)
-                trainer.train_step(x)
+                loop.train_step(x)
             sync(device)
         results[name]["warmup_s"] = time.perf_counter() - t0
-        steps[name] = lambda tr=trainer, x=x: tr.train_step(x)
+        steps[name] = lambda tr=loop, x=x: tr.train_step(x)
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, step in steps.items():
@@ -131,9 +131,9 @@ def train_variants(cfg: dict[str, Any], diffusion: Diffusion, device: torch.devi
     return results
 
 
-def training_flops(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, batch: int) -> float:
+def training_flops(model_params: dict[str, Any], diffusion: Diffusion, device: torch.device, batch: int) -> float:
     """FLOPs of one training step's forward and backward at `batch` (torch.utils.flop_counter)."""
-    model = UNet.from_params(cfg, 1, diffusion.T).to(device)
+    model = UNet.from_params(model_params, 1, diffusion.T).to(device)
     x = torch.rand(batch, *SHAPE, device=device) * 2 - 1
     with FlopCounterMode(display=False) as counter:
         diffusion.loss(model, x).backward()
@@ -147,11 +147,11 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float
     return 2 * n**3 / timed(lambda: a @ b, device, seconds, min_calls=3)
 
 
-def sampling(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, ddim_steps: int,
+def sampling(model_params: dict[str, Any], diffusion: Diffusion, device: torch.device, ddim_steps: int,
              seconds: float) -> dict[str, Any]:
     """ms per denoising step (batch 16 and 256, fp32 and native bf16); seconds for 16 samples; complete_image s/image."""
     torch.manual_seed(0)
-    model = UNet.from_params(cfg, 1, diffusion.T).to(device).eval()
+    model = UNet.from_params(model_params, 1, diffusion.T).to(device).eval()
     tag = "bf16" if native_bf16(device) else "fp32"
     fast = with_autocast(model, torch.bfloat16 if tag == "bf16" else None)
     precisions = (("fp32", model), ("bf16", fast)) if tag == "bf16" else (("fp32", model),)
@@ -177,7 +177,7 @@ def sampling(cfg: dict[str, Any], diffusion: Diffusion, device: torch.device, dd
     return out
 
 
-def sampling_quality(cfg: dict[str, Any], diffusion_params: dict[str, Any], steps: int, n: int, seed: int,
+def sampling_quality(model_params: dict[str, Any], diffusion_params: dict[str, Any], steps: int, n: int, seed: int,
                      root: Path = Path(".")) -> dict[str, dict[str, float]]:
     """The judge's figures for n samples of the pipeline's trained model: fp32, bf16 with the same noise, and fp32
     with other noise (how much the figures move between seeds). Needs the outputs of `dvc repro evaluate`."""
@@ -231,9 +231,9 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
     p = load_config(profile)
     device = pick_device(device_name)
     diffusion = Diffusion.from_params(p["diffusion"])
-    cfg = p["model"]
-    train = train_variants(cfg, diffusion, device, batch, seconds, rounds, compile_)
-    flops = training_flops(cfg, diffusion, device, batch)
+    model_params = p["model"]
+    train = train_variants(model_params, diffusion, device, batch, seconds, rounds, compile_)
+    flops = training_flops(model_params, diffusion, device, batch)
     tag = "bf16" if native_bf16(device) else "fp32"
     dtypes = (torch.float32, torch.bfloat16) if tag == "bf16" else (torch.float32,)
     peaks = {str(dt).removeprefix("torch."): matmul_peak(device, dt, 2048, seconds) for dt in dtypes}
@@ -243,7 +243,7 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
             dtype = "bfloat16" if "bf16" in name else "float32"
             r.update(tflops=achieved / 1e12, mfu=achieved / peaks[dtype], mfu_dtype=dtype)
     ddim = p["sample"]["steps"] if p["sample"]["steps"] < diffusion.T else 50
-    quality = sampling_quality(cfg, p["diffusion"], ddim, quality_n, p["sample"]["seed"]) if quality_n else {}
+    quality = sampling_quality(model_params, p["diffusion"], ddim, quality_n, p["sample"]["seed"]) if quality_n else {}
     rate = {name: r["images_per_s"] for name, r in train.items()}
     ratios = {f"ours {tag} / diffusers fp32 (diffusers' documented way)": rate[f"ours {tag}"] / rate["diffusers fp32"]}
     if tag == "bf16":  # in fp32 the row above is already the same-precision ratio
@@ -252,10 +252,10 @@ def run(profile: str | None, device_name: str, batch: int, seconds: float, round
     ratios[f"Dropout16 / torch dropout ({tag})"] = rate[f"ours {tag}"] / rate[f"ours {tag}, torch dropout"]
     return {
         "date": time.strftime("%Y-%m-%d"), "device": describe(device), "torch": torch.__version__,
-        "native_bf16": tag == "bf16", "profile": profile or "params.yaml's", "model": cfg, "batch": batch,
+        "native_bf16": tag == "bf16", "profile": profile or "params.yaml's", "model": model_params, "batch": batch,
         "train": train, "ratios": ratios,
         "flops_per_image": flops / batch, "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
-        "sampling": sampling(cfg, diffusion, device, ddim, seconds), "quality": quality,
+        "sampling": sampling(model_params, diffusion, device, ddim, seconds), "quality": quality,
     }
 
 

@@ -54,8 +54,8 @@ def train_with_snapshots(step: Callable[[], None], snapshot: Callable[[], Any], 
                 break
             clock += time.perf_counter() - t0
             steps += 1
-        out.append({"minutes": budget, "steps": steps, "weights": snapshot()})
-        print(f"  {budget:g} min: {steps} steps", flush=True)
+        out.append({"minutes": budget, "trained_minutes": clock / 60, "steps": steps, "weights": snapshot()})
+        print(f"  {budget:g} min: {steps} steps in {clock / 60:.1f} min of training", flush=True)
     return out
 
 
@@ -67,16 +67,17 @@ def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[f
     budget allows, timed on steps 5–35 of a probe run, as the peer's schedule spans its longest budget."""
     recipe = {**p["runtime"], **p["train_mnist"]}
     if recipe["lr_schedule"] == "cosine":
-        probe = build_run("train_mnist", recipe, p["diffusion"], p["model"], TrainingData(data), torch.device("cpu"),
-                          World(), running=workdir / "probe.pt").loop
-        steps = probe.steps()
+        timing = build_run("train_mnist", recipe, p["diffusion"], p["model"], TrainingData(data), torch.device("cpu"),
+                           World(), running=workdir / "timing.pt").loop
+        steps = timing.steps()
         for _ in range(5):
             next(steps)
         t0 = time.perf_counter()
         for _ in range(30):
             next(steps)
         rate = 30 / (time.perf_counter() - t0)
-        recipe["epochs"] = max(1, round(max(budgets) * 60 * rate / probe.steps_per_epoch()))
+        recipe["epochs"] = max(1, round(max(budgets) * 60 * rate / timing.steps_per_epoch()))
+        del timing, steps
         print(f"  cosine learning rate over {recipe['epochs']} epochs ({rate:.2f} steps/s)", flush=True)
     else:
         recipe["epochs"] = 100_000  # a constant rate does not depend on the run's length: the budgets end it
@@ -91,18 +92,18 @@ def train_ours(p: dict[str, dict[str, Any]], data: torch.Tensor, budgets: list[f
     return loop.diffusion, [{**s, "images": s["steps"] * recipe["batch_size"]} for s in snapshots]
 
 
-def train_peer(model_cfg: dict[str, Any], data: torch.Tensor, budgets: list[float], seed: int
+def train_peer(model_params: dict[str, Any], data: torch.Tensor, budgets: list[float], seed: int
                ) -> tuple[PeerTrainer, list[dict[str, Any]]]:
     """diffusers' recipe; its cosine schedule spans the steps it makes in the longest budget (timed on 30 steps after
     5 warm-up steps)."""
-    probe = PeerTrainer(model_cfg, data, total_steps=10_000, seed=seed)
+    probe = PeerTrainer(model_params, data, total_steps=10_000, seed=seed)
     for _ in range(5):
         probe.train_step()
     t0 = time.perf_counter()
     for _ in range(30):
         probe.train_step()
     total = int(max(budgets) * 60 / ((time.perf_counter() - t0) / 30))
-    peer = PeerTrainer(model_cfg, data, total_steps=total, seed=seed)
+    peer = PeerTrainer(model_params, data, total_steps=total, seed=seed)
     snapshots = train_with_snapshots(peer.train_step, lambda: copy.deepcopy(peer.ema_model().state_dict()), budgets)
     return peer, [{**s, "images": s["steps"] * 16, "schedule_steps": total} for s in snapshots]
 
@@ -154,7 +155,8 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
         images = sample_seeded(diffusion, net, range(n), (1, 28, 28), seed, 250, "cpu", sampler=sp["sampler"],
                                steps=sp["steps"], eta=sp["eta"])
         rows.append({"recipe": f"ours ({label})", "sampler": f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}{guidance}",
-                     "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
+                     "minutes": snap["minutes"], "trained_minutes": snap["trained_minutes"], "steps": snap["steps"],
+                     "images": snap["images"],
                      **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
         print(rows[-1], flush=True)
     for snap in theirs:
@@ -163,7 +165,8 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
             t0 = time.perf_counter()
             images = sample_peer(peer_trainer.model.eval(), peer_trainer.scheduler, sampler, peer_steps, n, 250, seed)
             rows.append({"recipe": "diffusers' example", "sampler": f"{sampler} {peer_steps} steps",
-                         "minutes": snap["minutes"], "steps": snap["steps"], "images": snap["images"],
+                         "minutes": snap["minutes"], "trained_minutes": snap["trained_minutes"], "steps": snap["steps"],
+                     "images": snap["images"],
                          **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
             print(rows[-1], flush=True)
     return {"n": n, "floor": floor, "rows": rows, "peer_schedule_steps": theirs[0]["schedule_steps"] if theirs else None}
@@ -171,11 +174,12 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
 
 def markdown(result: dict[str, Any], header: str) -> str:
     f = result["floor"]
-    rows = [{"recipe": r["recipe"], "sampler": r["sampler"], "minutes": r["minutes"], "steps": r["steps"],
+    rows = [{"recipe": r["recipe"], "sampler": r["sampler"], "minutes": r["minutes"],
+             "trained min": r.get("trained_minutes", r["minutes"]), "steps": r["steps"],
              "images seen": r["images"], "fid_clf": r["fid_clf"], "× floor": r["fid_ratio"],
              "recognizable": r["recognizable"], "coverage": r["coverage"], "sampling s": r["sample_seconds"]}
             for r in result["rows"]]
-    formats = {"minutes": "g", "fid_clf": ".2f", "× floor": ".2f", "recognizable": ".3f", "coverage": ".3f",
+    formats = {"minutes": "g", "trained min": ".1f", "fid_clf": ".2f", "× floor": ".2f", "recognizable": ".3f", "coverage": ".3f",
                "sampling s": ".0f"}
     return "\n".join([header, "", f"N = {result['n']} samples per row, each against the same reference; real digits "
                       f"(the floor): fid_clf {f['fid_clf']:.2f}, recognizable {f['recognizable']:.3f}, coverage "

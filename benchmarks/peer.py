@@ -35,20 +35,20 @@ def diffusers_module() -> Any:
 class DiffusersUNet(nn.Module):
     """diffusers' UNet2DModel with our UNet's channels, levels, blocks per level, attention levels and heads."""
 
-    def __init__(self, cfg: dict[str, Any], in_channels: int = 1, sample_size: int = 28) -> None:
+    def __init__(self, model_params: dict[str, Any], in_channels: int = 1, sample_size: int = 28) -> None:
         super().__init__()
         UNet2DModel = diffusers_module().UNet2DModel
 
-        widths = [cfg["channels"] * m for m in cfg["channel_mults"]]
-        attn = cfg["attention_levels"] or [len(widths) - 1]
+        widths = [model_params["channels"] * m for m in model_params["channel_mults"]]
+        attn = model_params["attention_levels"] or [len(widths) - 1]
         self.net = UNet2DModel(
             sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
-            block_out_channels=tuple(widths), layers_per_block=cfg["num_res_blocks"],
-            down_block_types=tuple("AttnDownBlock2D" if i in cfg["attention_levels"] else "DownBlock2D"
+            block_out_channels=tuple(widths), layers_per_block=model_params["num_res_blocks"],
+            down_block_types=tuple("AttnDownBlock2D" if i in model_params["attention_levels"] else "DownBlock2D"
                                    for i in range(len(widths))),
-            up_block_types=tuple("AttnUpBlock2D" if i in cfg["attention_levels"] else "UpBlock2D"
+            up_block_types=tuple("AttnUpBlock2D" if i in model_params["attention_levels"] else "UpBlock2D"
                                  for i in reversed(range(len(widths)))),
-            attention_head_dim=widths[attn[0]] // cfg["heads"], norm_num_groups=cfg["groups"], dropout=cfg["dropout"],
+            attention_head_dim=widths[attn[0]] // model_params["heads"], norm_num_groups=model_params["groups"], dropout=model_params["dropout"],
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **_: Any) -> torch.Tensor:
@@ -58,13 +58,13 @@ class DiffusersUNet(nn.Module):
 class PeerTrainer:
     """diffusers' training loop for `total_steps` steps (the cosine schedule's length), one step at a time."""
 
-    def __init__(self, model_cfg: dict[str, Any], data: torch.Tensor, total_steps: int, seed: int) -> None:
+    def __init__(self, model_params: dict[str, Any], data: torch.Tensor, total_steps: int, seed: int) -> None:
         diffusers = diffusers_module()
         DDPMScheduler, get_scheduler = diffusers.DDPMScheduler, diffusers.optimization.get_scheduler
         EMAModel = diffusers.training_utils.EMAModel
         torch.manual_seed(seed)
         self.data, self.generator = data, torch.Generator().manual_seed(seed)
-        self.model = DiffusersUNet(model_cfg, in_channels=data.shape[1], sample_size=data.shape[-1])
+        self.model = DiffusersUNet(model_params, in_channels=data.shape[1], sample_size=data.shape[-1])
         self.scheduler = DDPMScheduler(num_train_timesteps=1000)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=RECIPE["lr"], betas=RECIPE["betas"],
                                      weight_decay=RECIPE["weight_decay"], eps=RECIPE["eps"])

@@ -142,7 +142,7 @@ class Checkpointer:
 
     def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any], resume_from: tuple[Path, ...] = (),
                  carried: Path | None = None, is_main: bool = True, say: Callable[[str], None] | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, Any] | None = None) -> None:
         self.path, self.fingerprint = Path(path), fingerprint
         self.resume_from = tuple(Path(p) for p in resume_from)
         self.carried, self.is_main = carried, is_main
@@ -225,7 +225,7 @@ def fingerprint(sections: dict[str, dict[str, Any]], **extra: Any) -> dict[str, 
     return {**extra, **{name: {k: v for k, v in s.items() if kept(k, v)} for name, s in sections.items()}}
 
 
-def differing(old: Any, new: dict[str, Any], labels: dict[str, str] | None = None) -> str:
+def differing(old: Any, new: dict[str, Any], labels: dict[str, Any] | None = None) -> str:
     """The settings that differ between two fingerprints, e.g. 'train_mnist.lr 0.0002 → 0.0001' (labels: the params
     section each fingerprint section stands for, {"recipe": "train_mnist"})."""
     if not isinstance(old, dict):
@@ -234,8 +234,9 @@ def differing(old: Any, new: dict[str, Any], labels: dict[str, str] | None = Non
     for name in sorted(set(old) | set(new)):
         a, b = old.get(name), new.get(name)
         if isinstance(a, dict) and isinstance(b, dict):
-            label = (labels or {}).get(name, name)
-            changes += [f"{label}.{k} {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            label = (labels or {}).get(name, name)  # a section's name, or {key: its section} for a merged one
+            changes += [f"{label.get(k, name) if isinstance(label, dict) else label}.{k} {a.get(k)!r} → {b.get(k)!r}"
+                        for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif a != b:
             changes.append(f"{name} {a!r} → {b!r}")
     return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")

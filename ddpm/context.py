@@ -1,4 +1,4 @@
-"""Context encoders: a digit's one-hot label (the MNIST twin) and CLIP (open_clip) for faces.
+"""The CLIP context encoder (open_clip) for faces. (The MNIST twin's digit labels are ddpm/labels.py.)
 
 CLIP gives image embeddings for training and text embeddings of prompts for sampling; both unit-norm.
 """
@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import labels  # noqa: F401  (0.7's digit helpers, served by __getattr__)
+from .deprecation import renamed_attributes
 from .io import DataError, load_torch, save_torch
 
 # -- CLIP --------------------------------------------------------------------------------------------------------
@@ -58,10 +60,10 @@ class ClipEncoder:
         self.model = model.eval()
         self.device = torch.device(device)
         self.tokenizer = open_clip.get_tokenizer(model_name)
-        cfg = model.visual.preprocess_cfg
-        self.size = tuple(cfg["size"]) if isinstance(cfg["size"], (tuple, list)) else (cfg["size"], cfg["size"])
-        self.mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1)
+        preprocess = model.visual.preprocess_cfg
+        self.size = tuple(preprocess["size"]) if isinstance(preprocess["size"], (tuple, list)) else (preprocess["size"], preprocess["size"])
+        self.mean = torch.tensor(preprocess["mean"], device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(preprocess["std"], device=self.device).view(1, 3, 1, 1)
         self.dim = int(self.encode_texts(["a photo"]).shape[1])
 
     @torch.no_grad()
@@ -137,3 +139,7 @@ def _saved_chunk(path: Path, key: dict[str, Any], rows: int, dim: int) -> torch.
     ok = (isinstance(saved, dict) and saved.get("key") == key and isinstance(saved.get("emb"), torch.Tensor)
           and tuple(saved["emb"].shape) == (rows, dim))
     return saved["emb"] if ok else None
+
+
+__getattr__ = renamed_attributes(globals(), {"digit_context": "labels.digit_context",
+                                             "parse_digit_prompt": "labels.parse_digit_prompt"})

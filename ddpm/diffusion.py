@@ -7,13 +7,13 @@ the first noising step, so ᾱ_{-1} := 1 and the posterior at t = 0 has variance
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
+from .deprecation import warn_renamed
 from .modelfolder import CONFIG, ModelFolderError, read_config
 from .schedule import named_betas
 
@@ -154,19 +154,19 @@ class Diffusion:
 
     # -- 0.7's names, deprecated: they go in 0.9 --------------------------------------------------
     def q_reverse(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        _deprecated("Diffusion.q_reverse", "Diffusion.p_mean_variance")
+        warn_renamed("Diffusion.q_reverse", "Diffusion.p_mean_variance")
         return self.p_mean_variance(*args, **kwargs)
 
     def ddim_reverse(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        _deprecated("Diffusion.ddim_reverse", "Diffusion.ddim_mean_variance")
+        warn_renamed("Diffusion.ddim_reverse", "Diffusion.ddim_mean_variance")
         return self.ddim_mean_variance(*args, **kwargs)
 
     def predict_x0(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        _deprecated("Diffusion.predict_x0", "Diffusion.predict_x0_from_eps")
+        warn_renamed("Diffusion.predict_x0", "Diffusion.predict_x0_from_eps")
         return self.predict_x0_from_eps(*args, **kwargs)
 
     def predict_eps(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        _deprecated("Diffusion.predict_eps", "Diffusion.predict_eps_from_x0")
+        warn_renamed("Diffusion.predict_eps", "Diffusion.predict_eps_from_x0")
         return self.predict_eps_from_x0(*args, **kwargs)
 
     # -- training ------------------------------------------------------------------------
@@ -216,7 +216,3 @@ class Diffusion:
         """Pairs (t, t_prev) visited by a sampler, ending with t_prev = −1 (x_0)."""
         ts = self.timesteps(steps)
         yield from zip(ts, ts[1:] + [-1])
-
-
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(f"{old} is deprecated (0.8) and goes in 0.9; use {new}", DeprecationWarning, stacklevel=3)

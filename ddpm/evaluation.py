@@ -1,5 +1,5 @@
 """Scoring samples with the judge: the model's rows beside reference rows, completions, and guided samples. (The
-probe that scores samples during training is a training callback: ddpm/callbacks.py.)"""
+probe that scores samples during training is a training callback: ddpm/probe.py.)"""
 from __future__ import annotations
 
 from typing import Any

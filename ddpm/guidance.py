@@ -9,12 +9,12 @@ plain conditional model (diffusers' `guidance_scale` is 1 + w); autoguidance put
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from .deprecation import renamed_attributes, warn_renamed
 from .diffusion import Diffusion, NoisePredictor
 from .samplers import Generators, StepHook, StepState, model_eps, randn, run_chain, time_batch
 
@@ -157,7 +157,7 @@ def complete_image(
     `method=`, deprecated.)
     """
     if guidance is not None:
-        warnings.warn("complete_image(guidance=…) is deprecated; use method=…", DeprecationWarning, stacklevel=2)
+        warn_renamed("complete_image(guidance=…)", "complete_image(method=…)")
         method = guidance
     mask = check_completion_inputs(y, ymask, scale, wrt, method)
     if bool(mask.all()):
@@ -224,3 +224,8 @@ class AutoGuidance(nn.Module):
         if self.guidance == 0:
             return good
         return (1 + self.guidance) * good - self.guidance * self.bad(x, t, **model_kwargs)
+
+
+__getattr__ = renamed_attributes(globals(), {"GradientGuide": "GradientHook", "ReplacementGuide": "ReplacementHook",
+                                             "ProjectedGradientGuide": "ProjectedGradientHook", "ROUTES": "WRT",
+                                             "GUIDANCES": "METHODS"})

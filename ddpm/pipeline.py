@@ -9,7 +9,8 @@ those modules read (the report's templates). Its params are the sections `params
 (topology.STAGE_SECTIONS), and checking them imports the library modules whose choices they read (a sampler key
 reads ddpm/samplers.py: validators.Registry), which count as its code too. Its data are the paths its script names: each must be declared as a dep or an output,
 and each declared data dep must be named by the script. The library has no function-local imports of its own
-modules (tests/test_structure.py), so reading the import statements finds every module.
+modules (tests/test_structure.py), so reading the import statements finds every module, except those the params
+checks import when they run: each check declares them (`validators.modules_of`).
 """
 from __future__ import annotations
 

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -82,7 +81,8 @@ def build_run(section: str, recipe: dict[str, Any], diffusion_params: dict[str, 
               data: TrainingData, device: torch.device, world: World, *, running: Path,
               resume_from: tuple[Path | None, ...] = (), monitor_context: torch.Tensor | None = None, nrow: int = 8,
               probe: Callback | None = None, init_from: Path | None = None, about: dict[str, Any] | None = None,
-              model_section: str = "model", **fingerprint_extra: Any) -> TrainingRun:
+              model_section: str = "model", key_sections: dict[str, str] | None = None,
+              **fingerprint_extra: Any) -> TrainingRun:
     """The run of training stage `section` (named in its one-line refusals): the UNet (seeded), its monitoring grid,
     its checkpoints and their fingerprint.
 
@@ -92,7 +92,8 @@ def build_run(section: str, recipe: dict[str, Any], diffusion_params: dict[str, 
     rows (guided with recipe["monitor_guidance"]); None draws recipe["monitor_n"] unconditional images. init_from: a
     checkpoint whose EMA weights a fresh run starts from. about: what the model folder's config.json says of the data
     and context (e.g. {"title": …, "data": "MNIST's 60 000 training digits"}). model_section: the params section
-    model_params come from (named in messages).
+    model_params come from, and key_sections the section each recipe key comes from where the recipe merges
+    several (default: all `section`'s), both named in messages.
     """
     images = data.images
     context_dim = 0 if data.context is None else data.context.shape[1]
@@ -112,10 +113,6 @@ def build_run(section: str, recipe: dict[str, Any], diffusion_params: dict[str, 
     monitor = MonitorGrid(diffusion, tuple(images.shape[1:]), recipe["monitor_steps"], recipe["seed"] + 1, autocast,
                           n=recipe.get("monitor_n", 16), context=monitor_context,
                           guidance_scale=recipe.get("monitor_guidance", 0.0), nrow=nrow)
-    last_step = recipe["epochs"] * math.ceil(len(images) / recipe["batch_size"])
-    if recipe.get("guide_step", 0) >= last_step:  # at the last step the "bad" model would be the final one
-        raise ValueError(f"{section}.guide_step = {recipe['guide_step']}: not before the run's last step ({last_step}); "
-                         "lower it (a few hundred steps make a good bad model for autoguidance)")
     if recipe["lr_schedule"] == "cosine":  # the schedule's length: other epochs give another run
         fingerprint_extra["cosine_epochs"] = recipe["epochs"]
     if init_from is not None:  # the weights it started from: a longer-trained start is another run
@@ -125,11 +122,15 @@ def build_run(section: str, recipe: dict[str, Any], diffusion_params: dict[str, 
     loop = TrainLoop(model, diffusion, on_device, TrainConfig.from_params(recipe, autocast), world=world,
                      transform=data.transform, context=None if data.context is None else data.context.to(device),
                      context_dropout=data.context_dropout)
+    last_step = recipe["epochs"] * loop.steps_per_epoch()
+    if recipe.get("guide_step", 0) >= last_step:  # at the last step the "bad" model would be the final one
+        raise ValueError(f"{section}.guide_step = {recipe['guide_step']}: not before the run's last step ({last_step}); "
+                         "lower it (a few hundred steps make a good bad model for autoguidance)")
     loop.saver = Checkpointer(running, fingerprint({"diffusion": diffusion_params, "model": model_params,
                                                     "recipe": {**recipe, "amp": str(autocast)}},
                                                    n_images=len(images), **fingerprint_extra),
                               tuple(p for p in resume_from if p is not None), is_main=world.is_main,
-                              labels={"recipe": section, "model": model_section})
+                              labels={"recipe": key_sections or section, "model": model_section})
     info = {**(about or {}), "diffusion": diffusion_params,
             "training": {"stage": section, "batch_size": recipe["batch_size"], "lr": recipe["lr"],
                          "lr_schedule": recipe["lr_schedule"], "ema_decay": recipe["ema_decay"],

@@ -9,13 +9,13 @@ through `run_chain`, so a sampler added to SAMPLERS works for all of them.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from .deprecation import renamed_attributes, warn_renamed
 from .diffusion import Diffusion, NoisePredictor
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -120,17 +120,15 @@ def model_eps(d: Diffusion, model: NoisePredictor, x: torch.Tensor, t: torch.Ten
     return d.eps_from_output(x, t, model(x, t, **model_kwargs).to(x.dtype))
 
 
-def predict_noise(*args: Any, **kwargs: Any) -> torch.Tensor:
-    """0.7's name of `model_eps`, deprecated: it goes in 0.9."""
-    warnings.warn("samplers.predict_noise is deprecated (0.8); use samplers.model_eps", DeprecationWarning, stacklevel=2)
-    return model_eps(*args, **kwargs)
-
-
 def run_chain(d: Diffusion, model: NoisePredictor, x: torch.Tensor, *, sampler: str = "ancestral",
               steps: int | None = None, eta: float = 0.0, clip: bool = True, generator: Generators = None,
-              hook: StepHook | None = None, progress: bool = False, **model_kwargs: Any) -> torch.Tensor:
+              hook: StepHook | None = None, progress: bool = False, guide: StepHook | None = None,
+              **model_kwargs: Any) -> torch.Tensor:
     """From x = x_T down to x_0: at each (t, t_prev), ε̂ (the hook's, or the model's), the sampler's step, a draw of
     x_{t_prev} = mean + σ z (no noise at the last step), then the hook's correction. Returns x_0 clipped to [−1, 1]."""
+    if guide is not None:  # 0.7's name of the hook
+        warn_renamed("run_chain(guide=…)", "run_chain(hook=…)")
+        hook = guide
     check_sampler(sampler, steps, d.T)
     if eta < 0:
         raise ValueError(f"eta = {eta}: must be ≥ 0")
@@ -182,3 +180,6 @@ def sample_seeded(d: Diffusion, model: NoisePredictor, indices: range, shape: tu
 
 def _parameters(model: NoisePredictor) -> Iterator[torch.Tensor]:
     return model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+
+
+__getattr__ = renamed_attributes(globals(), {"Guide": "StepHook", "predict_noise": "model_eps"})

@@ -12,7 +12,7 @@ from .validators import (Check, ParamError, Registry, auto_or, choice, int_list,
 ROW_KEYS = {"sampler", "steps", "eta", "weights"}  # and optionally autoguidance (default 0)
 
 
-def _sampler_rows(key: str, v: Any) -> list[dict[str, Any]]:
+def sampler_rows(key: str, v: Any) -> list[dict[str, Any]]:
     """A non-empty list of {sampler, steps, eta, weights: ema | raw[, autoguidance: w]}, each checked like a sampling
     section; autoguidance defaults to 0 (none)."""
     if not isinstance(v, list) or not v:
@@ -31,7 +31,6 @@ def _sampler_rows(key: str, v: Any) -> list[dict[str, Any]]:
     return rows
 
 
-sampler_rows = _sampler_rows
 sampler_rows.modules = ("ddpm.samplers",)  # type: ignore[attr-defined]  # its rows' sampler: SAMPLER
 
 
@@ -172,6 +171,9 @@ def _check_autoguidance(p: dict[str, dict[str, Any]]) -> None:
 
 
 def cross_checks(p: dict[str, dict[str, Any]]) -> None:
+    """Checks across keys. The library modules they import (ddpm.schedule, ddpm.data, ddpm.samplers) are imported
+    only where a section holds the key whose check declares that module (diffusion.schedule, model.patch_size, a
+    sampler key), so a stage's declared deps (ddpm.pipeline) cover them."""
     d = p.get("diffusion")
     if d:  # the schedule's own rules (ddpm.schedule, which the diffusion section's schedule key reads)
         try:

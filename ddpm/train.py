@@ -1,7 +1,8 @@
 """The training loop: Adam, EMA, gradient clipping, bf16 autocast, DDP; a loop you can step, with callbacks.
 
-What happens around the steps is not the loop's: checkpoints (ddpm/checkpoint.py's `Checkpointer`), dvclive logs, the
-monitoring grid and the quality probe (ddpm/callbacks.py), and the training stage's assembly (ddpm/recipe.py).
+What happens around the steps is not the loop's: checkpoints (ddpm/checkpoint.py's `Checkpointer`), dvclive logs and
+the monitoring grid (ddpm/callbacks.py), the quality probe (ddpm/probe.py), the training stage's assembly
+(ddpm/recipe.py).
 
 Every random draw is a function of (seed, epoch, rank): the epoch's image order and the t and ε of
 each global batch come from generators every rank seeds alike (each rank takes its share of the
@@ -16,6 +17,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 import torch
@@ -79,8 +81,8 @@ class EMA:
 
 class Callback:
     """What the loop calls on the main process: metrics as they are logged, images, and the end of every epoch (after
-    the epoch's checkpoint). ddpm/callbacks.py has the dvclive logger, the monitoring grid and the quality probe;
-    a callback overrides what it needs."""
+    the epoch's checkpoint). ddpm/callbacks.py has the dvclive logger and the monitoring grid, ddpm/probe.py the
+    quality probe; a callback overrides what it needs."""
 
     def on_log(self, loop: "TrainLoop", metrics: dict[str, float]) -> None:
         pass
@@ -94,6 +96,7 @@ class Callback:
 
 class Saver(Protocol):
     """Where the loop's state goes after every epoch (ddpm/checkpoint.py's Checkpointer)."""
+    path: Path  # named when a run stops: the last good checkpoint
 
     def save(self, loop: "TrainLoop") -> None: ...
 
@@ -176,7 +179,7 @@ class TrainLoop:
         global_loss = self.world.mean(loss.detach())  # every rank sees a NaN anywhere, so all stop together
         if not torch.isfinite(global_loss):
             raise FloatingPointError(f"loss is {global_loss.item()} at step {self.step}; the last good checkpoint "
-                                     f"({getattr(self.saver, 'path', 'none')}) is kept; lower the stage's lr or set "
+                                     f"({self.saver.path if self.saver else 'none'}) is kept; lower the stage's lr or set "
                                      "runtime.amp: off")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

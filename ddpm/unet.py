@@ -6,7 +6,6 @@ t ∈ [0, T) into the float t / (T − 1) ∈ [0, 1] before the sinusoidal embed
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .deprecation import warn_renamed
 from .modelfolder import CONFIG, WEIGHTS, ModelFolderError, load_into, read_config
 
 
@@ -132,7 +132,7 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         if num_timesteps is not None:  # 0.7's name of T
-            warnings.warn("UNet(num_timesteps=…) is deprecated (0.8); use T=…", DeprecationWarning, stacklevel=2)
+            warn_renamed("UNet(num_timesteps=…)", "UNet(T=…)")
             T = num_timesteps
         if T < 2:
             raise ValueError(f"T = {T}: the number of diffusion steps must be ≥ 2")
@@ -211,6 +211,11 @@ class UNet(nn.Module):
         except (TypeError, ValueError, RuntimeError) as e:  # unknown keys, impossible sizes
             raise ModelFolderError(f"{Path(folder) / CONFIG}: its 'unet' section does not build a UNet ({e})") from None
         return load_into(model, folder, weights)
+
+    @property
+    def num_timesteps(self) -> int:
+        warn_renamed("UNet.num_timesteps", "UNet.T", stacklevel=2)
+        return self.T
 
     def time_to_unit(self, t: torch.Tensor) -> torch.Tensor:
         """The integer t ∈ [0, T) as the float t / (T − 1) ∈ [0, 1]."""

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from ddpm import distributed, params
-from ddpm.labels import digit_context, parse_digit_prompt
+from ddpm.labels import digit_context, parse_digit_prompts
 from ddpm.diffusion import Diffusion
 from ddpm.evaluation import score_guided
 from ddpm.figures import guidance_grid_figure, save_figure, tradeoff_figure
@@ -27,7 +27,7 @@ def main() -> None:
     model = load_unet(MODEL, p["diffusion"], device, cp["amp"],
                       batch=(2 * cp["batch_size"], "sweep_mnist_cfg.batch_size"))  # guidance: two passes per image
     judge, reference = load_judge(JUDGE, device)
-    digits = [parse_digit_prompt(prompt) for prompt in cp["prompts"]]
+    digits = parse_digit_prompts(cp["prompts"])
     wanted = torch.tensor(digits).repeat_interleave(cp["n_per_prompt"])
     rows, grids = [], {}
     for w in [*cp["guidance_scales"], "uncond"]:

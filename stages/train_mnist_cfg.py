@@ -27,6 +27,7 @@ def main() -> None:
     run = build_run("train_mnist_cfg", recipe, p["diffusion"], p["model"], data, device, world, running=RESUME,
                     resume_from=last, monitor_context=digit_context(list(range(10)) * 2), nrow=10,
                     init_from=UNCONDITIONAL if cp["init"] == "train_mnist" else None,
+                    key_sections={k: "train_mnist_cfg" if k in cp else "train_mnist" for k in recipe},
                     about={"title": "DDPM on MNIST, given the digit (classifier-free guidance)",
                            "data": f"MNIST, {len(x)} training digits", "context": "the digit's one-hot label"})
     run.run(LIVE, MODEL)

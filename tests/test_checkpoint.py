@@ -90,3 +90,7 @@ def test_a_refused_resume_names_the_settings_that_differ_by_their_params_keys():
     new = fingerprint({"recipe": {"lr": 1e-4, "epochs": 9}, "model": {"channels": 32}})
     assert differing(old, new, {"recipe": "train_mnist"}) == "train_mnist.lr 0.0002 → 0.0001"  # epochs: volatile
     assert differing([1], new) == "a checkpoint of an older release"
+    merged = {"recipe": {"lr": "train_mnist_cfg", "warmup_steps": "train_mnist"}}  # a recipe of two sections
+    old = fingerprint({"recipe": {"lr": 2e-4, "warmup_steps": 10}})
+    assert differing(old, fingerprint({"recipe": {"lr": 1e-4, "warmup_steps": 20}}), merged) == \
+        "train_mnist_cfg.lr 0.0002 → 0.0001, train_mnist.warmup_steps 10 → 20"

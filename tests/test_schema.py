@@ -1,5 +1,6 @@
 """ddpm/schema.py: every key a message or docstring of the library or a stage names exists in the schema."""
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -9,7 +10,13 @@ from ddpm.topology import OPTIONAL
 ROOT = Path(__file__).resolve().parents[1]
 # section.key as a message writes it (not a file name, a module or an attribute: none is followed by . or ( )
 KEY = re.compile(r"(?<![\w./{])([a-z][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\b(?![./(])")
-NOT_KEYS = {"ddpm", "torch", "json", "params", "samplers", "config", "section", "cache"}  # modules, objects
+NOT_KEYS = {"ddpm", "torch", "json", "config", "section", "cache"}  # modules, objects
+MODULES = {p.stem for p in (ROOT / "ddpm").glob("*.py")}
+
+
+def names_a_module_attribute(first: str, second: str) -> bool:
+    """"labels.digit_context" names a function of ddpm/labels.py, not a key ("train.lr" names neither)."""
+    return first in MODULES and hasattr(importlib.import_module(f"ddpm.{first}"), second)
 FILE_TYPES = {"png", "pt", "json", "yaml", "lock", "csv", "txt", "tsv", "py", "safetensors", "bin", "zip", "md",
               "html", "load", "npz"}
 
@@ -20,7 +27,8 @@ def named_keys(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             found |= {m.group(0) for m in KEY.finditer(node.value)
-                      if m.group(1) not in NOT_KEYS and m.group(2) not in FILE_TYPES}
+                      if m.group(1) not in NOT_KEYS and m.group(2) not in FILE_TYPES
+                      and not names_a_module_attribute(m.group(1), m.group(2))}
     return found
 
 

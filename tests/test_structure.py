@@ -196,7 +196,7 @@ def test_the_derived_code_deps_agree_with_pythons_modulefinder():
 # The package's layers, bottom first (docs/pipeline.md draws them): a module imports from its own layer or below.
 LAYERS = {
     "foundations": {"io", "modelfolder", "device", "schedule", "metrics", "completion", "labels", "validators",
-                    "dvccache"},
+                    "deprecation", "dvccache"},
     "math": {"diffusion", "unet", "checks"},
     "sampling": {"samplers", "guidance", "distributed"},
     "training and data": {"train", "checkpoint", "data", "celeba", "context", "judge"},
