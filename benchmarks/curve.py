@@ -26,6 +26,7 @@ from ddpm.data import load_mnist
 from ddpm.device import pick_device
 from ddpm.diffusion import Diffusion
 from ddpm.distributed import World
+from ddpm.evaluation import score_against_floor
 from ddpm.figures import quality_vs_minutes_figure, save_figure
 from ddpm.guidance import AutoGuidance
 from ddpm.io import save_json, save_text
@@ -119,12 +120,6 @@ def guided(model: nn.Module, bad: nn.Module, guide: dict[str, torch.Tensor] | No
     return AutoGuidance(model, bad.eval(), w), f", autoguidance w = {w:g}"
 
 
-def judged(judge: nn.Module, reference: torch.Tensor, x: torch.Tensor, floor: float) -> dict[str, float]:
-    out = judge_images(judge, x)
-    figures = score(out.probs, out.features, reference)
-    return {**figures, "fid_ratio": figures["fid_clf"] / floor}
-
-
 def trial_name(sets: list[str], budgets: list[float], no_peer: bool) -> str:
     """A folder name for a trial: its settings and budgets, e.g. 'train_mnist.batch_size=64_8min'."""
     name = "_".join([*sets, "-".join(f"{b:g}" for b in budgets) + "min", *(["no-peer"] if no_peer else [])])
@@ -157,7 +152,7 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
         rows.append({"recipe": f"ours ({label})", "sampler": f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}{guidance}",
                      "minutes": snap["minutes"], "trained_minutes": snap["trained_minutes"], "steps": snap["steps"],
                      "images": snap["images"],
-                     **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
+                     **score_against_floor(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
         print(rows[-1], flush=True)
     for snap in theirs:
         peer_trainer.model.load_state_dict(snap["weights"])
@@ -167,7 +162,7 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, peer_steps: 
             rows.append({"recipe": "diffusers' example", "sampler": f"{sampler} {peer_steps} steps",
                          "minutes": snap["minutes"], "trained_minutes": snap["trained_minutes"], "steps": snap["steps"],
                      "images": snap["images"],
-                         **judged(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
+                         **score_against_floor(judge, reference, images, floor["fid_clf"]), "sample_seconds": time.perf_counter() - t0})
             print(rows[-1], flush=True)
     return {"n": n, "floor": floor, "rows": rows, "peer_schedule_steps": theirs[0]["schedule_steps"] if theirs else None}
 

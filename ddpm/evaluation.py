@@ -50,6 +50,14 @@ def score_samples(judge: Judge, reference: torch.Tensor, samples: torch.Tensor) 
     return {**score(out.probs, out.features, reference), "top_class_share": top_class_share(out.probs)}
 
 
+def score_against_floor(judge: Judge, reference: torch.Tensor, samples: torch.Tensor, floor_fid: float
+                        ) -> dict[str, float]:
+    """fid_clf, recognizable and coverage of samples, and fid_ratio = fid_clf / floor_fid (real digits' at the same N)."""
+    out = judge_images(judge, samples)
+    figures = score(out.probs, out.features, reference)
+    return {**figures, "fid_ratio": figures["fid_clf"] / floor_fid}
+
+
 def score_guided(judge: Judge, reference: torch.Tensor, samples: torch.Tensor, wanted: torch.Tensor) -> dict[str, float]:
     """Guided samples scored against the digits they were asked for: accuracy, fid_clf, recognizable, coverage."""
     out = judge_images(judge, samples)

@@ -10,7 +10,8 @@ from torch import nn
 from .device import with_autocast
 from .diffusion import Diffusion
 from .judge import Judge, judge_images
-from .metrics import fid_clf, score
+from .evaluation import score_against_floor
+from .metrics import fid_clf
 from .samplers import sample_seeded
 from .train import Callback, TrainLoop, headline
 
@@ -32,9 +33,7 @@ class QualityProbe(Callback):
         device = next(ema.parameters()).device
         x = sample_seeded(self.diffusion, with_autocast(ema, self.autocast), range(self.n), self.shape, self.seed,
                           self.n, device, **self.sampling)
-        out = judge_images(self.judge, x)
-        figures = score(out.probs, out.features, self.reference)
-        return {**figures, "fid_ratio": figures["fid_clf"] / self.floor}
+        return score_against_floor(self.judge, self.reference, x, self.floor)
 
     def on_epoch_end(self, loop: TrainLoop) -> None:
         self.latest = {**self(loop.ema.module), "minutes": headline(loop.history)["minutes"]}

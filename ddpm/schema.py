@@ -31,7 +31,7 @@ def sampler_rows(key: str, v: Any) -> list[dict[str, Any]]:
     return rows
 
 
-sampler_rows.modules = ("ddpm.samplers",)  # type: ignore[attr-defined]  # its rows' sampler: SAMPLER
+sampler_rows.modules = ("ddpm.samplers",)  # type: ignore[attr-defined]  # its rows' sampler: SAMPLER's module
 
 
 DEVICE = choice("auto", "cuda", "mps", "cpu")

