@@ -299,19 +299,24 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def quality_vs_time(a: argparse.Namespace) -> None:
-    """`--quality-vs-time`: ours against diffusers' recipe at equal minutes of training (benchmarks.curve)."""
+    """`--quality-vs-time`: ours against its peers at equal minutes of training (benchmarks.curve)."""
     sets = parse_sets(a.set)
     p = load_config(a.profile if a.profile is not None else "cpu", sections=["runtime", "diffusion", "model", "train_mnist",
                                                                                "sample"], overrides=sets)
+    peers = [] if a.no_peer else a.peers
     with tempfile.TemporaryDirectory() as work:
-        result = curve.run(p, a.budgets, a.n, a.peer_steps, Path(work), peer=not a.no_peer,
-                           label=", ".join(["CPU profile", *a.set]))
+        result = curve.run(p, a.budgets, a.n, Path(work), peers=peers, label=", ".join(["CPU profile", *a.set]),
+                           screen_n=a.screen_n, nfe=a.nfe)
     command = "python -m benchmarks.bench --quality-vs-time " + " ".join(
         ["--budgets", *(f"{b:g}" for b in a.budgets), "--n", str(a.n),
-         *(["--no-peer"] if a.no_peer else ["--peer-steps", str(a.peer_steps)]), *(f"--set {kv}" for kv in a.set)])
+         *(["--no-peer"] if a.no_peer else ["--peers", *peers, "--screen-n", str(a.screen_n)]),
+         *(["--nfe", str(a.nfe)] if a.nfe else []), *(f"--set {kv}" for kv in a.set)])
     header = f"{time.strftime('%Y-%m-%d')}, {describe(torch.device('cpu'))}, torch {torch.__version__}: `{command}`"
     # a trial of other settings gets its own folder: the curve of the recipe as it stands is not overwritten
-    out = a.out.parent / "trials" / curve.trial_name(a.set, a.budgets, a.no_peer) if (a.set or a.no_peer) else a.out.parent
+    extra = (*(["peers=" + "+".join(peers)] if peers and peers != list(curve.PEERS) else []),
+             *([f"nfe={a.nfe}"] if a.nfe else []))
+    trial = a.set or a.no_peer or extra
+    out = a.out.parent / "trials" / curve.trial_name(a.set, a.budgets, a.no_peer, extra) if trial else a.out.parent
     curve.write({**result, "command": command, "device": describe(torch.device("cpu"))}, header, out)
     print(curve.markdown(result, header))
 
@@ -330,7 +335,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="instead: train ours and diffusers' recipe for --budgets minutes and judge N samples of each")
     ap.add_argument("--budgets", type=float, nargs="+", default=[5, 10, 20], help="minutes of training (with --quality-vs-time)")
     ap.add_argument("--n", type=int, default=1000, help="samples judged per snapshot (with --quality-vs-time)")
-    ap.add_argument("--peer-steps", type=int, default=25, help="steps of diffusers' samplers (with --quality-vs-time)")
+    ap.add_argument("--peers", nargs="+", default=list(curve.PEERS), choices=list(curve.PEERS),
+                    help="the peers trained beside ours (with --quality-vs-time; default: all)")
+    ap.add_argument("--nfe", type=int, default=None,
+                    help="network evaluations per sample of every peer's samplers (default: as many as ours' sampler)")
+    ap.add_argument("--screen-n", type=int, default=200,
+                    help="samples (of another seed) on which each peer's best sampler is chosen (with --quality-vs-time)")
     ap.add_argument("--no-peer", action="store_true", help="ours only (with --quality-vs-time): a trial of a recipe change")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="change ours' settings on top of the profile (with --quality-vs-time; repeatable), "
