@@ -300,6 +300,8 @@ def markdown(r: dict[str, Any]) -> str:
 
 def quality_vs_time(a: argparse.Namespace) -> None:
     """`--quality-vs-time`: ours against its peers at equal minutes of training (benchmarks.curve)."""
+    if a.nfe is not None and a.nfe < 1:
+        raise ParamError(f"--nfe {a.nfe}: the peers' network evaluations per sample must be ≥ 1")
     sets = parse_sets(a.set)
     p = load_config(a.profile if a.profile is not None else "cpu", sections=["runtime", "diffusion", "model", "train_mnist",
                                                                                "sample"], overrides=sets)
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quality", type=int, default=0, metavar="N",
                     help="also judge N samples of the pipeline's trained model in fp32 and bf16 (needs dvc repro evaluate)")
     ap.add_argument("--quality-vs-time", action="store_true",
-                    help="instead: train ours and diffusers' recipe for --budgets minutes and judge N samples of each")
+                    help="instead: train ours and its peers for --budgets minutes and judge N samples of each")
     ap.add_argument("--budgets", type=float, nargs="+", default=[5, 10, 20], help="minutes of training (with --quality-vs-time)")
     ap.add_argument("--n", type=int, default=1000, help="samples judged per snapshot (with --quality-vs-time)")
     ap.add_argument("--peers", nargs="+", default=list(curve.PEERS), choices=list(curve.PEERS),

@@ -59,3 +59,9 @@ def test_the_curve_samples_ours_as_the_sample_stage_does():
     assert label == ", autoguidance w = 1.5"
     assert guided(good, Unusable(), None, 1.5) == (good, "")
     assert guided(good, Unusable(), early.state_dict(), 0.0) == (good, "")
+
+
+def test_a_bad_number_of_network_evaluations_is_refused_before_any_training():
+    from benchmarks.bench import main
+    with pytest.raises(ParamError, match=r"^--nfe 0: the peers' network evaluations per sample must be ≥ 1$"):
+        main(["--quality-vs-time", "--nfe", "0"])
