@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,10 +21,22 @@ from torch import nn
 
 from ddpm.device import native_bf16
 from ddpm.metrics import score
+from ddpm.params import read_yaml, validate
 
-# The values the CPU profile's trials chose for ours (train_mnist: batch, peak rate, warm-up, EMA), carried over to
-# the tuned peers: they spent no trials of their own (docs/benchmark.md states both budgets).
-TUNED = {"batch_size": 128, "lr": 2e-3, "warmup_steps": 100, "ema_decay": 0.999, "grad_clip": 1.0}
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def profile_recipe(profile: str = "cpu") -> dict[str, Any]:
+    """The batch, peak rate, warm-up, EMA decay and clipping of params.yaml's train_mnist under `profile`."""
+    params = read_yaml(PARAMS)
+    params["profile"] = profile
+    tm = validate(params, ["train_mnist"])["train_mnist"]
+    return {k: tm[k] for k in ("batch_size", "lr", "warmup_steps", "ema_decay", "grad_clip")}
+
+
+# The values the CPU profile's trials chose for ours, read from params.yaml, carried over to the tuned peers: they
+# spent no trials of their own (docs/benchmark.md states both budgets).
+TUNED = profile_recipe()
 
 
 def clock_cosine(step: int, progress: float, warmup_steps: int) -> float:
