@@ -215,13 +215,14 @@ def load_config(profile: str | None, params_path: Path = Path("params.yaml"),
     return validate(params, list(sections))
 
 
-def parse_sets(pairs: list[str]) -> dict[str, Any]:
+def parse_sets(pairs: list[str], option: str = "--set", form: str = "section.key=value",
+               example: str = "train_mnist.batch_size=64") -> dict[str, Any]:
     """["train_mnist.batch_size=64", …] → {"train_mnist.batch_size": 64, …}; values are YAML, as in params.yaml."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or "." not in key:
-            raise ParamError(f"--set {pair}: expected section.key=value, e.g. train_mnist.batch_size=64")
+            raise ParamError(f"{option} {pair}: expected {form}, e.g. {example}")
         out[key] = yaml.safe_load(value)
     return out
 
@@ -302,21 +303,31 @@ def quality_vs_time(a: argparse.Namespace) -> None:
     """`--quality-vs-time`: ours against its peers at equal minutes of training (benchmarks.curve)."""
     if a.nfe is not None and a.nfe < 1:
         raise ParamError(f"--nfe {a.nfe}: the peers' network evaluations per sample must be ≥ 1")
+    if a.no_ours and a.no_peer:
+        raise ParamError("--no-ours with --no-peer: nothing to train; drop one of them")
     sets = parse_sets(a.set)
+    peer_sets: dict[str, dict[str, Any]] = {}
+    for key, value in parse_sets(a.peer_set, "--peer-set", "peer.key=value", "flow-matching.lr=0.004").items():
+        peer, name = key.split(".", 1)
+        if peer not in a.peers or a.no_peer:
+            raise ParamError(f"--peer-set {key}: {peer} is not among the peers trained (--peers "
+                             f"{' '.join([] if a.no_peer else a.peers)})")
+        peer_sets.setdefault(peer, {})[name] = value
     p = load_config(a.profile if a.profile is not None else "cpu", sections=["runtime", "diffusion", "model", "train_mnist",
                                                                                "sample"], overrides=sets)
     peers = [] if a.no_peer else a.peers
     with tempfile.TemporaryDirectory() as work:
         result = curve.run(p, a.budgets, a.n, Path(work), peers=peers, label=", ".join(["CPU profile", *a.set]),
-                           screen_n=a.screen_n, nfe=a.nfe)
+                           screen_n=a.screen_n, nfe=a.nfe, peer_sets=peer_sets, ours=not a.no_ours)
     command = "python -m benchmarks.bench --quality-vs-time " + " ".join(
         ["--budgets", *(f"{b:g}" for b in a.budgets), "--n", str(a.n),
          *(["--no-peer"] if a.no_peer else ["--peers", *peers, "--screen-n", str(a.screen_n)]),
-         *(["--nfe", str(a.nfe)] if a.nfe else []), *(f"--set {kv}" for kv in a.set)])
+         *(["--nfe", str(a.nfe)] if a.nfe else []), *(f"--set {kv}" for kv in a.set),
+         *(["--no-ours"] if a.no_ours else []), *(f"--peer-set {kv}" for kv in a.peer_set)])
     header = f"{time.strftime('%Y-%m-%d')}, {describe(torch.device('cpu'))}, torch {torch.__version__}: `{command}`"
     # a trial of other settings gets its own folder: the curve of the recipe as it stands is not overwritten
     extra = (*(["peers=" + "+".join(peers)] if peers and peers != list(curve.PEERS) else []),
-             *([f"nfe={a.nfe}"] if a.nfe else []))
+             *([f"nfe={a.nfe}"] if a.nfe else []), *(["no-ours"] if a.no_ours else []), *a.peer_set)
     trial = a.set or a.no_peer or extra
     out = a.out.parent / "trials" / curve.trial_name(a.set, a.budgets, a.no_peer, extra) if trial else a.out.parent
     curve.write({**result, "command": command, "device": describe(torch.device("cpu"))}, header, out)
@@ -347,6 +358,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="change ours' settings on top of the profile (with --quality-vs-time; repeatable), "
                          "e.g. --set train_mnist.batch_size=64")
+    ap.add_argument("--no-ours", action="store_true",
+                    help="the peers only (with --quality-vs-time): a peer's tuning trial, with --peer-set")
+    ap.add_argument("--peer-set", action="append", default=[], metavar="PEER.KEY=VALUE",
+                    help="change a peer's recipe (with --quality-vs-time; repeatable), e.g. --peer-set "
+                         "flow-matching.lr=0.004; its rows say 'trial: …'")
     ap.add_argument("--out", type=Path, default=Path("reports/bench/bench.json"))
     a = ap.parse_args(argv)
     if a.quality_vs_time:

@@ -34,8 +34,8 @@ def profile_recipe(profile: str = "cpu") -> dict[str, Any]:
     return {k: tm[k] for k in ("batch_size", "lr", "warmup_steps", "ema_decay", "grad_clip")}
 
 
-# The values the CPU profile's trials chose for ours, read from params.yaml, carried over to the tuned peers: they
-# spent no trials of their own (docs/benchmark.md states both budgets).
+# The values the CPU profile's trials chose for ours, read from params.yaml, carried over to the tuned peers: the
+# flow's own trials kept them, diffusers' and lucidrains' had none (docs/benchmark.md states every budget).
 TUNED = profile_recipe()
 
 
@@ -60,7 +60,7 @@ class Peer:
     copy is sampled), and implement `loss(x0)`, `ema_update()`, `ema_weights()`, `samplers()` and `sample()`."""
 
     label: str
-    tuning: str  # what chose its settings: "documented", or "0 trials (ours' values)"
+    tuning: str  # what chose its settings: "documented", "0 trials (ours' values)", or its own trials
     recipe: dict[str, Any]
     model: nn.Module
     amp: bool = True  # bf16 autocast where native; a recipe kept as documented sets False

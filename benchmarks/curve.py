@@ -14,6 +14,7 @@ clock that ends at the longest budget (benchmarks/contender.py). Needs the pipel
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 import time
@@ -37,6 +38,7 @@ from ddpm.guidance import AutoGuidance
 from ddpm.io import save_json, save_text
 from ddpm.judge import judge_images, load_judge
 from ddpm.metrics import split_test
+from ddpm.params import ParamError
 from ddpm.recipe import TrainingData, build_run
 from ddpm.report import table_markdown
 from ddpm.samplers import sample_seeded
@@ -47,6 +49,31 @@ PEERS: dict[str, type[Peer]] = {"diffusers-tuned": DiffusersTuned, "lucidrains":
 # Ours' settings were chosen by the trials recorded in docs/benchmark.md (0.2–0.6: 8-minute runs of one change each).
 OURS_TUNING = "≥ 11 trials (docs/benchmark.md)"
 RAW, JUDGE = Path("data/mnist/raw"), Path("data/mnist/judge/judge.pt")
+
+
+def peer_trial(key: str, changes: dict[str, Any]) -> type[Peer]:
+    """PEERS[key] with `changes` over its recipe (`--peer-set key.name=value`): a tuning trial, whose rows say so.
+    Only the recipe's own keys, each of its default's type (an int where a float is expected is taken)."""
+    cls, checked = PEERS[key], {}
+    for name, value in changes.items():
+        if name not in cls.recipe:
+            raise ParamError(f"--peer-set {key}.{name}: not in {key}'s recipe; its keys: {', '.join(cls.recipe)}")
+        default = cls.recipe[name]
+        if isinstance(default, float) and isinstance(value, str):  # YAML reads 4e-3 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            fits = isinstance(value, type(default))
+        else:  # a number: never a bool, an int only where the default is one
+            fits = isinstance(value, (int, float) if isinstance(default, float) else int) and not isinstance(value, bool)
+        if not fits:
+            raise ParamError(f"--peer-set {key}.{name}={value!r}: expected {type(default).__name__}, "
+                             f"like its default {default!r}")
+        checked[name] = value
+    if not checked:
+        return cls
+    said = ", ".join(f"{name}={value}" for name, value in checked.items())
+    return type(cls.__name__, (cls,), {"recipe": {**cls.recipe, **checked}, "tuning": f"trial: {said}"})
 
 
 def train_with_snapshots(step: Callable[[float], None], snapshot: Callable[[], Any], budgets_min: list[float]
@@ -161,9 +188,12 @@ def score_row(recipe: str, tuning: str, snap: Snapshot, samplers: dict[str, tupl
 
 def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, workdir: Path, seed: int = 0,
         peers: list[str] | tuple[str, ...] = tuple(PEERS), label: str = "CPU profile", screen_n: int = 200,
-        nfe: int | None = None) -> dict[str, Any]:
-    """Train ours and each peer, score every snapshot; the rows of the table and the real-digit floor. Peers sample
-    at `nfe` network evaluations per sample (default: as many as ours' sampler makes)."""
+        nfe: int | None = None, peer_sets: dict[str, dict[str, Any]] | None = None, ours: bool = True
+        ) -> dict[str, Any]:
+    """Train ours (unless `ours` is False: a peer's tuning trial) and each peer (with `peer_sets[key]` over its
+    recipe), score every snapshot; the rows of the table and the real-digit floor. Peers sample at `nfe` network
+    evaluations per sample (default: as many as ours' sampler makes)."""
+    classes = {key: peer_trial(key, (peer_sets or {}).get(key, {})) for key in peers}
     device = pick_device("cpu")
     judge, reference = load_judge(JUDGE, device)
     x, _ = load_mnist(RAW, "train")
@@ -171,17 +201,19 @@ def run(p: dict[str, dict[str, Any]], budgets: list[float], n: int, workdir: Pat
     real_figures = scored(judge_images(judge, real), reference, 1.0)
     floor = {**real_figures, "fid_ratio": 1.0, "fid_ratio_se": real_figures["fid_clf_se"] / real_figures["fid_clf"]}
     sp, rows = p["sample"], []
-    print("ours: training", flush=True)
-    diffusion, ours = train_ours(p, x, budgets, workdir)
+    diffusion, snapshots = Diffusion.from_params(p["diffusion"]), []
+    if ours:
+        print("ours: training", flush=True)
+        diffusion, snapshots = train_ours(p, x, budgets, workdir)
     guided_nfe = sp["steps"] * (2 if sp["autoguidance"] else 1)
     nfe = nfe or guided_nfe
     trained = []
     for key in peers:
         print(f"{key}: training", flush=True)
-        peer = PEERS[key](p["model"], x, max(budgets) * 60, seed, nfe=nfe)
+        peer = classes[key](p["model"], x, max(budgets) * 60, seed, nfe=nfe)
         trained.append((peer, train_peer(peer, budgets)))
     model, bad = (UNet.from_params(p["model"], 1, diffusion.T) for _ in range(2))
-    for snap in ours:
+    for snap in snapshots:
         model.load_state_dict(snap.weights["ema"])
         net, guidance = guided(model.eval(), bad, snap.weights["guide"], sp["autoguidance"])
         name = f"{sp['sampler']} {sp['steps']} steps, η = {sp['eta']}{guidance}"

@@ -1,10 +1,12 @@
 """Conditional flow matching as a peer: Meta's `flow_matching` library with ours' UNet, CPU-tuned.
 
 The path is `AffineProbPath(CondOTScheduler())`: x_t = t·x₁ + (1 − t)·x₀ from noise x₀ (t = 0) to data x₁ (t = 1),
-the network regresses the velocity x₁ − x₀ at t ~ U(0, 1) (Lipman et al. 2023; torchcfm's ConditionalFlowMatcher
-with σ = 0 is the same objective). The network is the CPU profile's UNet, fed the float t ∈ [0, 1] directly; ours'
-batch, peak rate, warm-up and EMA (ddpm.train.EMA); bf16 autocast. Sampled with the library's `ODESolver`
-(torchdiffeq) on a uniform grid: Euler, midpoint and RK4, each at the benchmark's network evaluations per sample.
+the network regresses the velocity x₁ − x₀ (Lipman et al. 2023; torchcfm's ConditionalFlowMatcher with σ = 0 is the
+same objective) at t = sigmoid(n), n ~ N(0, 1): the logit-normal t of Stable Diffusion 3's rectified flows (Esser et
+al. 2024), which the peer's own trials chose over t ~ U(0, 1) (`time_sampling`; docs/benchmark.md). The network is
+the CPU profile's UNet, fed the float t ∈ [0, 1] directly; ours' batch, peak rate, warm-up and EMA, which its trials
+kept (ddpm.train.EMA); bf16 autocast. Sampled with the library's `ODESolver` (torchdiffeq) on a uniform grid:
+Euler, midpoint and RK4, each at the benchmark's network evaluations per sample.
 A benchmark-only dependency: `pip install -e '.[bench]'`.
 """
 from __future__ import annotations
@@ -15,11 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.contender import TUNED, Peer, batches, ema_state
+from ddpm.params import ParamError
 from ddpm.samplers import image_generators, randn
 from ddpm.train import EMA
 from ddpm.unet import UNet
 
 ORDER = {"euler": 1, "midpoint": 2, "rk4": 4}  # network evaluations per solver step
+TIME_SAMPLING = ("uniform", "logit-normal")
 
 
 def flow_matching_module() -> Any:
@@ -40,11 +44,16 @@ class FlowUNet(UNet):
 
 
 class FlowMatchingTuned(Peer):
-    label, tuning, recipe = "flow matching (ours' UNet), CPU-tuned", "0 trials (ours' values)", TUNED
+    # six 5-minute trials of its own (docs/benchmark.md) kept ours' batch, rate and EMA and chose logit-normal t
+    label, tuning = "flow matching (ours' UNet), CPU-tuned", "6 trials of its own (docs/benchmark.md)"
+    recipe = {**TUNED, "time_sampling": "logit-normal"}
 
     def __init__(self, model_params: dict[str, Any], data: torch.Tensor, budget_s: float, seed: int,
                  nfe: int = 100) -> None:
         super().__init__(data, budget_s, seed)
+        if self.recipe["time_sampling"] not in TIME_SAMPLING:
+            raise ParamError(f"flow-matching.time_sampling = {self.recipe['time_sampling']!r}: must be one of "
+                             f"{', '.join(TIME_SAMPLING)}")
         fm = flow_matching_module()
         self.nfe, self.shape = nfe, tuple(data.shape[1:])
         self.model = FlowUNet.from_params(model_params, data.shape[1], T=1000)  # T is unused: t is already in [0, 1]
@@ -54,7 +63,10 @@ class FlowMatchingTuned(Peer):
 
     def loss(self, x1: torch.Tensor) -> torch.Tensor:
         x0 = torch.randn(x1.shape, generator=self.generator)
-        t = torch.rand(len(x1), generator=self.generator)
+        if self.recipe["time_sampling"] == "uniform":
+            t = torch.rand(len(x1), generator=self.generator)
+        else:
+            t = torch.sigmoid(torch.randn(len(x1), generator=self.generator))
         sample = self.path.sample(x_0=x0, x_1=x1, t=t)
         return F.mse_loss(self.model(sample.x_t, sample.t).float(), sample.dx_t)
 

@@ -56,8 +56,12 @@ def test_each_peer_trains_and_samples_at_the_same_network_evaluations(key):
 def test_the_tuned_peers_take_ours_values_and_the_documented_one_its_example():
     from benchmarks.peer import DOCUMENTED
     p = peers()
-    for key in ("diffusers-tuned", "lucidrains", "flow-matching"):
+    for key in ("diffusers-tuned", "lucidrains"):
         assert {k: p[key].recipe[k] for k in TUNED} == TUNED and "0 trials" in p[key].tuning
+    # the flow's own trials kept ours' values and chose logit-normal t; its rows say they were its own
+    flow = p["flow-matching"]
+    assert {k: flow.recipe[k] for k in TUNED} == TUNED and flow.recipe["time_sampling"] == "logit-normal"
+    assert flow.tuning == "6 trials of its own (docs/benchmark.md)"
     assert p["diffusers-documented"].recipe is DOCUMENTED and DOCUMENTED["batch_size"] == 16
     assert not p["diffusers-documented"].amp  # fp32, as the example's --mixed_precision default
 
@@ -92,3 +96,52 @@ def test_the_table_states_every_rows_cost():
                    "rows": [row]}, "header")
     assert "| NFE |" in md and "| lr at end |" in md and "| images seen |" in md and "| sampling s |" in md
     assert "| 0.00 | 0 trials | 3.00 ± 0.10 | 0.500 ± 0.016 |" in md
+
+
+def test_a_peer_trial_changes_only_its_recipe_and_its_rows_say_so():
+    """`--peer-set flow-matching.lr=4e-3`: a subclass with the change over the recipe (YAML's 4e-3 is a string: read as
+    the float it means), its tuning label naming it, the registered peer untouched; uniform t trains."""
+    from benchmarks.curve import PEERS, peer_trial
+    registered = dict(PEERS["flow-matching"].recipe)
+    cls = peer_trial("flow-matching", {"lr": "4e-3", "time_sampling": "uniform", "batch_size": 4})
+    assert cls.recipe == {**registered, "lr": 0.004, "time_sampling": "uniform", "batch_size": 4}
+    assert cls.tuning == "trial: lr=0.004, time_sampling=uniform, batch_size=4"
+    assert PEERS["flow-matching"].recipe == registered and peer_trial("lucidrains", {}) is PEERS["lucidrains"]
+    peer = cls(MODEL, torch.rand(12, 1, 28, 28) * 2 - 1, budget_s=60.0, seed=0, nfe=2)
+    assert math.isfinite(peer.train_step(clock_s=0.0)) and peer.opt.param_groups[0]["lr"] == pytest.approx(
+        0.004 * clock_cosine(0, 0.0, registered["warmup_steps"]))
+
+
+@pytest.mark.parametrize("key, changes, says", [
+    ("flow-matching", {"lr_peak": 0.1}, "--peer-set flow-matching.lr_peak: not in flow-matching's recipe; its keys: "),
+    ("lucidrains", {"batch_size": 0.5}, "--peer-set lucidrains.batch_size=0.5: expected int, like its default "),
+    ("diffusers-tuned", {"lr": "fast"}, "--peer-set diffusers-tuned.lr='fast': expected float"),
+    ("flow-matching", {"ema_decay": True}, "--peer-set flow-matching.ema_decay=True: expected float"),
+])
+def test_a_bad_peer_setting_is_refused_in_one_line_naming_it(key, changes, says):
+    from benchmarks.curve import peer_trial
+    from ddpm.params import ParamError
+    with pytest.raises(ParamError, match="^" + says.replace(".", r"\.")) as e:
+        peer_trial(key, changes)
+    assert "\n" not in str(e.value)
+
+
+def test_an_unknown_time_sampling_is_refused_before_training():
+    from benchmarks.curve import peer_trial
+    from ddpm.params import ParamError
+    cls = peer_trial("flow-matching", {"time_sampling": "beta"})
+    with pytest.raises(ParamError, match="^flow-matching.time_sampling = 'beta': must be one of uniform, logit-normal$"):
+        cls(MODEL, torch.zeros(4, 1, 28, 28), 60.0, 0, nfe=2)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--peers", "flow-matching", "--peer-set", "lucidrains.lr=0.001"],
+     r"^--peer-set lucidrains.lr: lucidrains is not among the peers trained \(--peers flow-matching\)$"),
+    (["--no-ours", "--no-peer"], "^--no-ours with --no-peer: nothing to train; drop one of them$"),
+    (["--peer-set", "lr=0.001"], "^--peer-set lr=0.001: expected peer.key=value, e.g. flow-matching.lr=0.004$"),
+])
+def test_the_command_line_refuses_a_peer_trial_it_cannot_run_before_any_training(argv, says):
+    from benchmarks.bench import main
+    from ddpm.params import ParamError
+    with pytest.raises(ParamError, match=says):
+        main(["--quality-vs-time", *argv])
