@@ -306,16 +306,15 @@ def quality_vs_time(a: argparse.Namespace) -> None:
     if a.no_ours and a.no_peer:
         raise ParamError("--no-ours with --no-peer: nothing to train; drop one of them")
     sets = parse_sets(a.set)
+    peers = [] if a.no_peer else a.peers
     peer_sets: dict[str, dict[str, Any]] = {}
     for key, value in parse_sets(a.peer_set, "--peer-set", "peer.key=value", "flow-matching.lr=0.004").items():
         peer, name = key.split(".", 1)
-        if peer not in a.peers or a.no_peer:
-            raise ParamError(f"--peer-set {key}: {peer} is not among the peers trained (--peers "
-                             f"{' '.join([] if a.no_peer else a.peers)})")
+        if peer not in peers:
+            raise ParamError(f"--peer-set {key}: {peer} is not among the peers trained (--peers {' '.join(peers)})")
         peer_sets.setdefault(peer, {})[name] = value
     p = load_config(a.profile if a.profile is not None else "cpu", sections=["runtime", "diffusion", "model", "train_mnist",
                                                                                "sample"], overrides=sets)
-    peers = [] if a.no_peer else a.peers
     with tempfile.TemporaryDirectory() as work:
         result = curve.run(p, a.budgets, a.n, Path(work), peers=peers, label=", ".join(["CPU profile", *a.set]),
                            screen_n=a.screen_n, nfe=a.nfe, peer_sets=peer_sets, ours=not a.no_ours)
